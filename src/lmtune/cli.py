@@ -1,0 +1,76 @@
+"""Command-line plumbing: logging set-up, one-message errors for stages, and the `lmtune` console command."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from lmtune.errors import LmtuneError
+
+logger = logging.getLogger("lmtune")
+
+
+def setup_logging() -> None:
+    """Readable INFO logs from lmtune; transformers, datasets and MLflow only speak up for warnings."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO, force=True)
+    import datasets
+    import transformers
+
+    transformers.logging.set_verbosity_warning()
+    datasets.logging.set_verbosity_warning()
+    for name in ("mlflow", "alembic", "urllib3", "filelock"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def stage_parser(doc: str | None, inputs: list[str], outputs: list[str]) -> argparse.ArgumentParser:
+    """argparse for a stage: positional input and output paths (from dvc.yaml) and --params."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name in inputs + outputs:
+        parser.add_argument(name, type=Path)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: %(default)s)")
+    return parser
+
+
+def run_stage(main: Callable[[], None]) -> None:
+    """Run a stage's main(); a user error becomes one message on stderr and exit code 2, no traceback."""
+    try:
+        main()
+    except LmtuneError as err:
+        logger.error("%s", err)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        logger.error("interrupted")
+        sys.exit(130)
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from lmtune.inference import Predictor
+
+    if not (args.model / "lmtune.json").is_file():
+        raise LmtuneError(f"{args.model}: not a model written by the fine-tune stage (no lmtune.json); "
+                          f"run `dvc repro` or pass --model")
+    source = open(args.input, encoding="utf-8") if args.input else sys.stdin
+    with source:
+        lines = [line.rstrip("\n") for line in source if line.strip()]
+    texts = [json.loads(line)["text"] if line.lstrip().startswith("{") else line for line in lines]
+    predictor = Predictor(args.model, batch_size=args.batch_size)
+    for row in predictor.predict(texts):
+        print(json.dumps(row, ensure_ascii=False))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="lmtune", description="lmtune command-line tools")
+    sub = parser.add_subparsers(dest="command", required=True)
+    predict = sub.add_parser("predict", help="label texts with a fine-tuned model; JSON lines out",
+                             description="Reads one text per line (or JSON lines with a 'text' field) from "
+                                         "--input or stdin and prints one JSON object per text.")
+    predict.add_argument("--model", type=Path, default=Path("models/model"), help="fine-tuned model directory")
+    predict.add_argument("--input", type=Path, help="text or JSONL file (default: stdin)")
+    predict.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    run_stage(lambda: _predict(args))

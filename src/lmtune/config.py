@@ -1,0 +1,219 @@
+"""Typed params: one frozen dataclass per params.yaml section, validated once, all problems reported together.
+
+Fields have no defaults: params.yaml is the only source of values, so a missing or misspelled key is an
+error rather than a silent fallback. `load_params` is the only reader of params.yaml.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from lmtune.errors import ParamsError
+
+
+@dataclass(frozen=True)
+class TaskParams:
+    name: str  # key in lmtune.tasks.TASKS
+    text_column: str  # input column holding the text
+    label_column: str  # input column holding the label (name or number)
+    split_column: str  # optional column with train/validation/test per row; "" splits by fractions
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    name_or_path: str  # Hub id, local directory, or "packaged:all-MiniLM-L6-v2"
+    revision: str  # Hub revision (branch, tag or commit); ignored for local directories
+
+
+@dataclass(frozen=True)
+class CleanParams:
+    input_format: Literal["auto", "csv", "tsv", "jsonl", "parquet"]
+    encoding: str  # text encoding of CSV/TSV/JSONL input, e.g. utf-8, latin-1, gbk
+    lowercase: bool
+    min_chars: int  # texts shorter than this after normalisation are dropped
+
+
+@dataclass(frozen=True)
+class TokenizeParams:
+    max_length: int  # longer texts are truncated (and counted)
+    batch_size: int  # rows per tokenizer call
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    val_fraction: float
+    test_fraction: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class FineTuneParams:
+    epochs: float
+    max_steps: int  # > 0 overrides epochs
+    batch_size: int  # per device
+    eval_batch_size: int
+    learning_rate: float
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup", "polynomial"]
+    warmup_ratio: float
+    weight_decay: float
+    optimizer: Literal["adamw", "sgd", "adafactor"]
+    grad_accum_steps: int
+    max_grad_norm: float
+    seed: int
+    precision: Literal["auto", "fp32", "bf16", "fp16"]
+    freeze_embeddings: bool
+    freeze_layers: int  # freeze the first N encoder layers
+    train_head_only: bool
+    eval_strategy: Literal["epoch", "steps"]
+    eval_steps: int  # used when eval_strategy is "steps"
+    logging_steps: int
+    early_stopping_patience: int  # evaluations without improvement before stopping; 0 disables
+    metric_for_best_model: str  # a validation metric name, e.g. f1_macro, accuracy, loss
+    group_by_length: bool
+    dynamic_padding: bool
+    torch_compile: bool
+    num_threads: int  # torch intra-op threads; 0 keeps torch's default
+    save_total_limit: int  # checkpoints kept for resuming
+    resume: bool  # resume from the last checkpoint of an interrupted run with the same inputs
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    batch_size: int
+    fail_on_leakage: bool  # fail when a test text also appears in train
+
+
+@dataclass(frozen=True)
+class TrackingParams:
+    experiment: str
+    registered_model: str  # "" skips model registration
+    log_model: bool  # log the fine-tuned model (once per run) as an MLflow pyfunc artifact
+    required: bool  # false: an unreachable tracking server only warns
+
+
+@dataclass(frozen=True)
+class Params:
+    task: TaskParams
+    model: ModelParams
+    clean: CleanParams
+    tokenize: TokenizeParams
+    split: SplitParams
+    fine_tune: FineTuneParams
+    evaluate: EvaluateParams
+    tracking: TrackingParams
+
+
+# Range and cross-field rules, each (section, check, message). Messages say how to fix the value.
+_RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
+    ("tokenize", lambda s: s.max_length >= 8, "max_length must be >= 8"),
+    ("tokenize", lambda s: s.batch_size >= 1, "batch_size must be >= 1"),
+    ("split", lambda s: 0 <= s.val_fraction < 1 and 0 < s.test_fraction < 1, "fractions must lie in [0, 1)"),
+    ("split", lambda s: s.val_fraction + s.test_fraction < 1, "val_fraction + test_fraction must be < 1"),
+    ("clean", lambda s: s.min_chars >= 1, "min_chars must be >= 1"),
+    ("fine_tune", lambda s: s.epochs > 0 or s.max_steps > 0, "set epochs > 0 or max_steps > 0"),
+    ("fine_tune", lambda s: s.batch_size >= 1 and s.eval_batch_size >= 1, "batch sizes must be >= 1"),
+    ("fine_tune", lambda s: 0 < s.learning_rate < 1, "learning_rate must lie in (0, 1)"),
+    ("fine_tune", lambda s: 0 <= s.warmup_ratio < 1, "warmup_ratio must lie in [0, 1)"),
+    ("fine_tune", lambda s: s.weight_decay >= 0, "weight_decay must be >= 0"),
+    ("fine_tune", lambda s: s.grad_accum_steps >= 1, "grad_accum_steps must be >= 1"),
+    ("fine_tune", lambda s: s.freeze_layers >= 0, "freeze_layers must be >= 0"),
+    ("fine_tune", lambda s: s.eval_steps >= 1 and s.logging_steps >= 1, "eval_steps and logging_steps must be >= 1"),
+    ("fine_tune", lambda s: s.early_stopping_patience >= 0, "early_stopping_patience must be >= 0 (0 disables)"),
+    ("fine_tune", lambda s: s.num_threads >= 0, "num_threads must be >= 0 (0 keeps torch's default)"),
+    ("fine_tune", lambda s: s.save_total_limit >= 1, "save_total_limit must be >= 1"),
+    ("evaluate", lambda s: s.batch_size >= 1, "batch_size must be >= 1"),
+]
+
+
+def _type_problem(value: Any, hint: Any) -> str | None:
+    """Return a description of why `value` does not fit the annotation `hint`, or None."""
+    if typing.get_origin(hint) is Literal:
+        choices = typing.get_args(hint)
+        return None if value in choices else f"must be one of {', '.join(map(repr, choices))}, got {value!r}"
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, hint)
+    return None if ok else f"must be {hint.__name__}, got {type(value).__name__} {value!r}"
+
+
+def _build_section(name: str, cls: type, raw: Any, problems: list[str]) -> Any:
+    if not isinstance(raw, dict):
+        problems.append(f"{name}: must be a mapping of keys to values, got {type(raw).__name__}")
+        return None
+    hints = typing.get_type_hints(cls)
+    fields = [f.name for f in dataclasses.fields(cls)]
+    values = {}
+    for key, value in raw.items():
+        if key not in hints:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(fields)})"
+            problems.append(f"{name}.{key}: unknown key{hint}")
+            continue
+        problem = _type_problem(value, hints[key])
+        if problem:
+            problems.append(f"{name}.{key}: {problem}")
+        elif hints[key] is float:
+            values[key] = float(value)
+        else:
+            values[key] = value
+    missing = [f for f in fields if f not in raw]
+    problems.extend(f"{name}.{key}: missing key" for key in missing)
+    return cls(**values) if len(values) == len(fields) else None
+
+
+def params_from_dict(raw: Any, source: str = "params.yaml") -> Params:
+    """Build and validate `Params` from a parsed YAML mapping; every problem is reported in one ParamsError."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    problems: list[str] = []
+    sections = {f.name: f.type for f in dataclasses.fields(Params)}
+    hints = typing.get_type_hints(Params)
+    built = {}
+    for key in raw:
+        if key not in sections:
+            close = difflib.get_close_matches(str(key), list(sections), n=1)
+            problems.append(f"{key}: unknown section" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    for name in sections:
+        if name not in raw:
+            problems.append(f"{name}: missing section")
+            continue
+        built[name] = _build_section(name, hints[name], raw[name], problems)
+    for name, check, message in _RULES:
+        if built.get(name) is not None and not check(built[name]):
+            problems.append(f"{name}: {message}")
+    if built.get("task") is not None:
+        from lmtune.tasks import TASKS  # local import: tasks import heavy libraries
+
+        if built["task"].name not in TASKS:
+            problems.append(f"task.name: unknown task {built['task'].name!r}; choose one of {', '.join(TASKS)}")
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise ParamsError(f"{source} has {len(problems)} problem(s); fix them and run again:\n{lines}")
+    return Params(**built)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: params file not found; run from the project root or pass --params") from None
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML ({err}); fix the syntax") from None
+    return params_from_dict(raw, source=str(path))
+
+
+def flatten(params: Params) -> dict[str, Any]:
+    """Flatten to {"section.key": value}, e.g. for MLflow params."""
+    return {f"{section}.{key}": value for section, values in dataclasses.asdict(params).items()
+            for key, value in values.items()}

@@ -1,0 +1,27 @@
+"""Metric functions (scikit-learn) returning JSON-safe dicts."""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, precision_recall_fscore_support
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_labels: int) -> dict[str, float]:
+    """Accuracy and precision/recall/F1 averaged macro, micro and weighted over all `n_labels` classes."""
+    out = {"accuracy": float(accuracy_score(y_true, y_pred))}
+    for average in ("macro", "micro", "weighted"):
+        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=list(range(n_labels)),
+                                                     average=average, zero_division=0)
+        out |= {f"precision_{average}": float(p), f"recall_{average}": float(r), f"f1_{average}": float(f)}
+    return out
+
+
+def per_class_report(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> dict[str, dict[str, float]]:
+    """Per-class precision, recall, F1 and support, keyed by label name."""
+    report = classification_report(y_true, y_pred, labels=list(range(len(labels))), target_names=labels,
+                                   output_dict=True, zero_division=0)
+    return {name: {k: float(v) for k, v in report[name].items()} for name in labels}
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_labels: int) -> np.ndarray:
+    """Confusion matrix, rows = actual, columns = predicted."""
+    return confusion_matrix(y_true, y_pred, labels=list(range(n_labels)))

@@ -1,0 +1,186 @@
+"""Building the Trainer from typed params: precision, freezing, speed options, checkpoints and resume."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from lmtune.config import FineTuneParams
+from lmtune.errors import LmtuneError
+
+logger = logging.getLogger(__name__)
+
+OPTIMIZERS = {"adamw": "adamw_torch_fused", "sgd": "sgd", "adafactor": "adafactor"}
+FINGERPRINT_FILE = "lmtune_fingerprint.json"
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU computes bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 autocast is emulated and slow."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str) -> str:
+    """Map the precision param to fp32, bf16 or fp16 for this hardware; an explicit choice must be supported."""
+    cuda = torch.cuda.is_available()
+    bf16_ok = torch.cuda.is_bf16_supported() if cuda else cpu_has_bf16()
+    if precision == "auto":
+        return "bf16" if bf16_ok else ("fp16" if cuda else "fp32")
+    if precision == "bf16" and not bf16_ok:
+        raise LmtuneError("fine_tune.precision: bf16 is not supported on this hardware; use auto or fp32")
+    if precision == "fp16" and not cuda:
+        raise LmtuneError("fine_tune.precision: fp16 needs a CUDA GPU; use auto, bf16 or fp32 on CPU")
+    return precision
+
+
+def training_arguments(ft: FineTuneParams, output_dir: Path, precision: str, has_validation: bool) -> TrainingArguments:
+    """Map fine_tune params onto TrainingArguments explicitly, field by field."""
+    keep_best = has_validation
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=ft.epochs,
+        max_steps=ft.max_steps if ft.max_steps > 0 else -1,
+        per_device_train_batch_size=ft.batch_size,
+        per_device_eval_batch_size=ft.eval_batch_size,
+        gradient_accumulation_steps=ft.grad_accum_steps,
+        learning_rate=ft.learning_rate,
+        lr_scheduler_type=ft.lr_scheduler,
+        warmup_steps=ft.warmup_ratio,  # a float in [0, 1) is a fraction of the total steps
+        weight_decay=ft.weight_decay,
+        optim=OPTIMIZERS[ft.optimizer],
+        max_grad_norm=ft.max_grad_norm,
+        seed=ft.seed,
+        data_seed=ft.seed,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=not torch.cuda.is_available(),
+        eval_strategy=ft.eval_strategy if has_validation else "no",
+        eval_steps=ft.eval_steps,
+        save_strategy=ft.eval_strategy,  # must match evaluation so the best checkpoint can be restored
+        save_steps=ft.eval_steps,
+        save_total_limit=ft.save_total_limit,
+        load_best_model_at_end=keep_best,
+        metric_for_best_model=ft.metric_for_best_model if keep_best else None,
+        logging_strategy="steps",
+        logging_steps=ft.logging_steps,
+        logging_first_step=True,
+        train_sampling_strategy="group_by_length" if ft.group_by_length else "random",
+        torch_compile=ft.torch_compile,
+        dataloader_num_workers=0,
+        report_to=[],  # MLflow logging is ours (lmtune.tracking), so it is explicit and rank-0 only
+        disable_tqdm=False,
+    )
+
+
+def _encoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The stack of transformer blocks: the first ModuleList with num_hidden_layers entries."""
+    n = getattr(model.config, "num_hidden_layers", None)
+    for module in model.base_model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == n:
+            return module
+    raise LmtuneError(f"fine_tune.freeze_layers: cannot find the encoder layers of {type(model).__name__}; "
+                      f"set freeze_layers: 0")
+
+
+def freeze(model: torch.nn.Module, ft: FineTuneParams) -> dict[str, int]:
+    """Apply train_head_only / freeze_embeddings / freeze_layers; return trainable and frozen parameter counts."""
+    frozen: list[torch.nn.Module] = []
+    if ft.train_head_only:
+        frozen.append(model.base_model)
+    else:
+        if ft.freeze_embeddings:
+            frozen.append(getattr(model.base_model, "embeddings", None) or model.get_input_embeddings())
+        if ft.freeze_layers:
+            layers = _encoder_layers(model)
+            if ft.freeze_layers > len(layers):
+                raise LmtuneError(f"fine_tune.freeze_layers: {ft.freeze_layers} is more than the model's "
+                                  f"{len(layers)} layers; use 0..{len(layers)}")
+            frozen.extend(layers[:ft.freeze_layers])
+    for module in frozen:
+        module.requires_grad_(False)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return {"trainable_params": trainable, "frozen_params": total - trainable}
+
+
+def prepare_checkpoints(checkpoint_dir: Path, fingerprint: dict[str, Any], resume: bool) -> str | None:
+    """Return the last checkpoint to resume from, or None after clearing checkpoints of other inputs.
+
+    Checkpoints live outside DVC's cached outputs (a plain directory), so a killed run can resume. The
+    fingerprint (params + data hash) guards against resuming a run whose inputs have since changed.
+    """
+    digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()
+    marker = checkpoint_dir / FINGERPRINT_FILE
+    same = marker.is_file() and json.loads(marker.read_text()).get("sha256") == digest
+    if not (resume and same):
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"sha256": digest, "inputs": fingerprint}, indent=2, default=str))
+    return get_last_checkpoint(str(checkpoint_dir)) if resume and same else None
+
+
+def build_trainer(model: Any, args: TrainingArguments, data: Any, tokenizer: Any, collator: Any,
+                  compute_metrics: Any, callbacks: list[Any], patience: int) -> Trainer:
+    if patience and args.load_best_model_at_end:
+        callbacks = [*callbacks, EarlyStoppingCallback(early_stopping_patience=patience)]
+    return Trainer(model=model, args=args, train_dataset=data["train"],
+                   eval_dataset=data["validation"] if args.eval_strategy != "no" else None,
+                   processing_class=tokenizer, data_collator=collator, compute_metrics=compute_metrics,
+                   callbacks=callbacks)
+
+
+def learning_curves(log_history: list[dict[str, Any]]) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
+    """Split Trainer's log history into training rows (step, loss, learning_rate) and validation rows."""
+    train = [{"step": r["step"], "loss": r["loss"], "learning_rate": r.get("learning_rate", 0.0)}
+             for r in log_history if "loss" in r]
+    val = [{"step": r["step"], **{k.removeprefix("eval_"): v for k, v in r.items()
+                                  if k.startswith("eval_") and k not in ("eval_runtime",)
+                                  and "per_second" not in k}}
+           for r in log_history if "eval_loss" in r]
+    return train, val
+
+
+def log_run_summary(args: TrainingArguments, data: Any, sizes: dict[str, int], precision: str,
+                    resume_from: str | None) -> None:
+    """The run's size math, before any heavy work (the nanoGPT / run_glue_no_trainer habit)."""
+    n_train = len(data["train"])
+    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+    steps = args.max_steps if args.max_steps > 0 else math.ceil(n_train / per_step) * math.ceil(args.num_train_epochs)
+    logger.info("***** Running training *****")
+    logger.info("  examples: train %d, validation %d, test %d", n_train, len(data["validation"]), len(data["test"]))
+    logger.info("  effective batch size: %d (%d per device x %d accumulation x %d processes)", per_step,
+                args.per_device_train_batch_size, args.gradient_accumulation_steps, args.world_size)
+    logger.info("  optimizer steps: about %d (epochs %s, max_steps %d)", steps, args.num_train_epochs, args.max_steps)
+    logger.info("  parameters: %s trainable, %s frozen", f"{sizes['trainable_params']:,}", f"{sizes['frozen_params']:,}")
+    logger.info("  precision %s on %s, %d torch threads, sampling %s", precision, args.device,
+                torch.get_num_threads(), args.train_sampling_strategy)
+    if resume_from:
+        logger.info("  resuming from %s", resume_from)
+
+
+def summarize(trainer: Trainer, result: Any, sizes: dict[str, int], precision: str, resumed: bool) -> dict[str, Any]:
+    """Figures for reports/train.json: speed, steps, the best validation score."""
+    state = trainer.state
+    return {
+        "train_loss": round(float(result.training_loss), 6),
+        "train_runtime_s": round(float(result.metrics["train_runtime"]), 2),
+        "train_samples_per_second": round(float(result.metrics["train_samples_per_second"]), 3),
+        "global_steps": int(state.global_step),
+        "epochs": round(float(state.epoch or 0), 3),
+        "best_metric": state.best_metric,
+        "best_step": int(state.best_global_step) if getattr(state, "best_global_step", None) else None,
+        "precision": precision,
+        "resumed": resumed,
+        **sizes,
+    }

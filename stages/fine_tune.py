@@ -1,0 +1,92 @@
+"""Fine-tune the pretrained model on the train split with Hugging Face Trainer, keeping the best checkpoint by the
+validation metric, and record the run in MLflow (params, per-step metrics, model, registered version, lineage tags).
+
+dvc.yaml: python -m stages.fine_tune data/processed/splits models/model reports --checkpoints checkpoints/fine-tune
+In: the split DatasetDict. Out: model + tokenizer + lmtune.json + mlflow_run.json; reports/train.json,
+reports/curves/*.json, reports/learning_curves.png. Params: task, model, fine_tune, tracking.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import shutil
+from pathlib import Path
+
+import torch
+from datasets import load_from_disk
+from transformers import set_seed
+
+from lmtune import io, models, plots, tracking, training
+from lmtune.cli import run_stage, setup_logging, stage_parser
+from lmtune.config import Params, flatten, load_params
+from lmtune.inference import INFO_FILE
+from lmtune.io import META_FILE
+from lmtune.tasks import TASKS
+
+logger = logging.getLogger(__name__)
+
+
+def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, checkpoint_dir: Path) -> dict:
+    spec, ft = TASKS[params.task.name], params.fine_tune
+    if ft.num_threads:
+        torch.set_num_threads(ft.num_threads)
+    set_seed(ft.seed)  # before the model is built: the new head's initial weights depend on it
+    data, meta = load_from_disk(str(data_dir)), io.read_json(data_dir / META_FILE)
+    labels = meta["labels"]
+    tokenizer = models.load_tokenizer(params.model.name_or_path, params.model.revision)
+    model = spec.load_model(params.model.name_or_path, labels, params.model.revision)
+    sizes = training.freeze(model, ft)
+    precision = training.resolve_precision(ft.precision)
+    data_md5 = tracking.content_md5(data_dir)
+    lineage = {"git_commit": tracking.git_commit(), "data_md5": data_md5, "task": params.task.name,
+               "dvc_data_md5": tracking.dvc_lock_md5(data_dir) or "not-in-dvc.lock",
+               "base_model": params.model.name_or_path}
+    fingerprint = {**{k: dataclasses.asdict(getattr(params, k)) for k in ("task", "model", "fine_tune")},
+                   "data_md5": data_md5}
+    resume_from = training.prepare_checkpoints(checkpoint_dir, fingerprint, ft.resume)
+    args = training.training_arguments(ft, checkpoint_dir, precision, has_validation=len(data["validation"]) > 0)
+    training.log_run_summary(args, data, sizes, precision, resume_from)
+    tracking_on = tracking.connect(params.tracking.required) and args.process_index == 0
+    trainer = training.build_trainer(model, args, data, tokenizer, spec.collator(
+        tokenizer, ft.dynamic_padding, meta["max_length"]), spec.compute_metrics(labels),
+        callbacks=[tracking.MlflowMetricsCallback()] if tracking_on else [], patience=ft.early_stopping_patience)
+    run_ctx = tracking.start_run(params.tracking.experiment, flatten(params), lineage) if tracking_on \
+        else contextlib.nullcontext(None)
+    with run_ctx as mlflow_run:
+        result = trainer.train(resume_from_checkpoint=resume_from)
+        if not trainer.is_world_process_zero():
+            return {}
+        summary = training.summarize(trainer, result, sizes, precision, resumed=resume_from is not None)
+        train_rows, val_rows = training.learning_curves(trainer.state.log_history)
+        with io.atomic_path(model_dir) as tmp:
+            trainer.save_model(str(tmp))
+            io.write_json(tmp / INFO_FILE, {**meta, **lineage})
+            if mlflow_run is not None:
+                io.write_json(tmp / tracking.RUN_FILE, {"run_id": mlflow_run.info.run_id,
+                                                        "tracking_uri": tracking.tracking_uri()})
+                if params.tracking.log_model:
+                    summary["registered_version"] = tracking.log_model(tmp, params.tracking.registered_model)
+    io.write_json(reports_dir / "curves" / "train.json", train_rows)
+    io.write_json(reports_dir / "curves" / "validation.json", val_rows)
+    plots.learning_curves(train_rows, val_rows, ft.metric_for_best_model, reports_dir / "learning_curves.png")
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)  # finished: nothing left to resume
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = stage_parser(__doc__, ["data_dir"], ["model_dir", "reports_dir"])
+    parser.add_argument("--checkpoints", type=Path, default=Path("checkpoints/fine-tune"),
+                        help="resumable checkpoints, kept outside DVC's cached outputs (default: %(default)s)")
+    args = parser.parse_args(argv)
+    setup_logging()
+    params = load_params(args.params)
+    logger.info("model=%s fine_tune=%s", params.model, params.fine_tune)
+    summary = run(params, args.data_dir, args.model_dir, args.reports_dir, args.checkpoints)
+    if summary:
+        io.write_json(args.reports_dir / "train.json", summary)
+        logger.info("training done: %s", summary)
+
+
+if __name__ == "__main__":
+    run_stage(main)

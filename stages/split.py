@@ -1,0 +1,66 @@
+"""Split the tokenized data into train / validation / test: by a split column when the data has one, else by
+fractions and a seed, stratified by label, keeping all rows of one example in one split.
+
+dvc.yaml: python -m stages.split data/processed/tokenized data/processed/splits reports/split.json
+In: the tokenized `datasets` directory. Out: a DatasetDict directory with meta.json. Params: task, split.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from datasets import DatasetDict, load_from_disk
+
+from lmtune import io
+from lmtune.cli import run_stage, setup_logging, stage_parser
+from lmtune.config import Params, load_params
+from lmtune.errors import DataError
+from lmtune.io import META_FILE
+from lmtune.splitting import SPLITS, assign_splits
+from lmtune.tasks import TASKS
+
+logger = logging.getLogger(__name__)
+
+
+def run(params: Params, in_dir: Path, out_dir: Path) -> dict:
+    ds = load_from_disk(str(in_dir))
+    labels = io.read_json(in_dir / META_FILE)["labels"]
+    example_ids = np.asarray(ds["example_id"])
+    if params.task.split_column:
+        split_of = np.asarray(ds["split"])
+        members = {name: np.unique(example_ids[split_of == name]) for name in SPLITS}
+    else:
+        column = TASKS[params.task.name].stratify_column
+        strata = np.asarray(ds[column]) if column else None
+        members = assign_splits(example_ids, strata, params.split.val_fraction, params.split.test_fraction,
+                                params.split.seed)
+    for name in ("train", "test"):
+        if len(members[name]) == 0:
+            raise DataError(f"{in_dir}: the {name} split is empty; check the split column values or fractions")
+    splits = DatasetDict({name: ds.select(np.flatnonzero(np.isin(example_ids, ids))) for name, ids in members.items()})
+    with io.atomic_path(out_dir) as tmp:
+        io.save_dataset(splits, tmp)
+        shutil.copy(in_dir / META_FILE, tmp / META_FILE)
+    summary = {name: {"examples": len(part)} for name, part in splits.items()}
+    if "labels" in ds.column_names and np.asarray(ds["labels"]).ndim == 1:
+        for name, part in splits.items():
+            counts = Counter(part["labels"])
+            summary[name]["label_counts"] = {label: int(counts.get(i, 0)) for i, label in enumerate(labels)}
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = stage_parser(__doc__, ["in_dir"], ["out_dir", "metrics"]).parse_args(argv)
+    setup_logging()
+    params = load_params(args.params)
+    logger.info("split=%s (split column: %r)", params.split, params.task.split_column)
+    summary = run(params, args.in_dir, args.out_dir)
+    io.write_json(args.metrics, summary)
+    logger.info("examples per split: %s", {name: s["examples"] for name, s in summary.items()})
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,49 @@
+"""Tokenize the cleaned data with the model's fast tokenizer: batched, truncated to max_length, not padded.
+
+dvc.yaml: python -m stages.tokenize data/interim data/processed/tokenized reports/tokenize.json
+In: data.parquet + meta.json from clean. Out: a `datasets` Arrow directory (memory-mapped by later stages)
+with meta.json (labels, lowercase, max_length) beside it. Params: task, model, tokenize.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+from datasets import Dataset
+
+from lmtune import io, models
+from lmtune.cli import run_stage, setup_logging, stage_parser
+from lmtune.config import Params, load_params
+from lmtune.io import META_FILE
+from lmtune.tasks import TASKS
+
+logger = logging.getLogger(__name__)
+
+
+def run(params: Params, in_dir: Path, out_dir: Path) -> dict:
+    tokenizer = models.load_tokenizer(params.model.name_or_path, params.model.revision)
+    ds = Dataset(pq.read_table(in_dir / "data.parquet"))
+    tokenized, stats = TASKS[params.task.name].tokenize(ds, tokenizer, params)
+    with io.atomic_path(out_dir) as tmp:
+        io.save_dataset(tokenized, tmp)
+        io.write_json(tmp / META_FILE, {**io.read_json(in_dir / META_FILE), "max_length": params.tokenize.max_length})
+    lengths = np.asarray(tokenized["length"])
+    return {"examples": len(tokenized), **stats, "max_length": params.tokenize.max_length,
+            "tokens_mean": round(float(lengths.mean()), 2), "tokens_p95": int(np.percentile(lengths, 95))}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = stage_parser(__doc__, ["in_dir"], ["out_dir", "metrics"]).parse_args(argv)
+    setup_logging()
+    params = load_params(args.params)
+    logger.info("model=%s tokenize=%s", params.model, params.tokenize)
+    summary = run(params, args.in_dir, args.out_dir)
+    io.write_json(args.metrics, summary)
+    logger.info("tokenized %d examples; %d truncated to %d tokens", summary["examples"],
+                summary["truncated_texts"], summary["max_length"])
+
+
+if __name__ == "__main__":
+    run_stage(main)
