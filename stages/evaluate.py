@@ -17,7 +17,7 @@ from lmtune import io, plots, tracking
 from lmtune.cli import run_stage, setup_logging, stage_parser
 from lmtune.config import Params, load_params
 from lmtune.errors import DataError
-from lmtune.inference import INFO_FILE
+from lmtune.io import INFO_FILE
 from lmtune.tasks import TASKS
 from lmtune.text import normalize_text
 

@@ -20,8 +20,7 @@ from transformers import set_seed
 from lmtune import io, models, plots, tracking, training
 from lmtune.cli import run_stage, setup_logging, stage_parser
 from lmtune.config import Params, flatten, load_params
-from lmtune.inference import INFO_FILE
-from lmtune.io import META_FILE
+from lmtune.io import INFO_FILE, META_FILE
 from lmtune.tasks import TASKS
 
 logger = logging.getLogger(__name__)

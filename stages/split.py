@@ -34,7 +34,7 @@ def run(params: Params, in_dir: Path, out_dir: Path) -> dict:
         members = {name: np.unique(example_ids[split_of == name]) for name in SPLITS}
     else:
         column = TASKS[params.task.name].stratify_column
-        strata = np.asarray(ds[column]) if column else None
+        strata = np.asarray(labels)[np.asarray(ds[column])] if column else None  # label names: readable errors
         members = assign_splits(example_ids, strata, params.split.val_fraction, params.split.test_fraction,
                                 params.split.seed)
     for name in ("train", "test"):

@@ -9,10 +9,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
-from lmtune.io import read_json
+from lmtune.io import INFO_FILE, read_json
 from lmtune.text import normalize_text
-
-INFO_FILE = "lmtune.json"  # written next to the fine-tuned model: task, labels, text normalisation
 
 
 @torch.inference_mode()

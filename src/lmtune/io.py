@@ -14,6 +14,7 @@ import pandas as pd
 
 from lmtune.errors import DataError
 
+INFO_FILE = "lmtune.json"  # written next to the fine-tuned model: task, labels, text normalisation, lineage
 META_FILE = "meta.json"  # travels with the data from clean onwards: labels, lowercase, max_length
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 

@@ -2,19 +2,17 @@
 and serves with `mlflow models serve`. Input: a DataFrame with a `text` column (or a list of strings)."""
 from __future__ import annotations
 
-from typing import Any
-
 import mlflow.pyfunc
 import pandas as pd
 
 
 class LmtuneModel(mlflow.pyfunc.PythonModel):
-    def load_context(self, context: Any) -> None:
+    def load_context(self, context):  # noqa: ANN001 - MLflow infers a schema from hints; it rejects ours
         from lmtune.inference import Predictor
 
         self.predictor = Predictor(context.artifacts["model_dir"])
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    def predict(self, context, model_input, params=None):  # noqa: ANN001 - see load_context
         if isinstance(model_input, pd.DataFrame):
             column = "text" if "text" in model_input.columns else model_input.columns[0]
             texts = model_input[column].astype(str).tolist()

@@ -17,7 +17,7 @@ def _carve(ids: np.ndarray, strata: np.ndarray | None, fraction: float, seed: in
         rest, carved = train_test_split(ids, test_size=fraction, random_state=seed, shuffle=True, stratify=strata)
     except ValueError as err:
         counts = dict(zip(*np.unique(strata, return_counts=True))) if strata is not None else {}
-        small = {k: int(v) for k, v in counts.items() if v < 2} or counts
+        small = {getattr(k, "item", lambda: k)(): int(v) for k, v in counts.items() if v < 2} or counts
         raise DataError(f"cannot carve a stratified {what} split of {fraction:.0%} from {len(ids)} examples ({err}). "
                         f"Classes with too few examples: {small}. Add examples to those classes, drop them, "
                         f"or raise split.{what.replace('validation', 'val')}_fraction") from None

@@ -1,0 +1,225 @@
+"""Fine-tune speed benchmark: the project's fine-tune vs. a plain run_glue-style Trainer run, side by side.
+
+    python -m bench.speed [--max-train 4000] [--set fine_tune.precision=fp32] [--skip-baseline]
+
+Runs ../shared/bench/hf_trainer_baseline.py (every sequence padded to max_length, no length grouping, fp32) as a
+subprocess, then the project's own stages (clean -> tokenize -> split -> fine_tune -> evaluate) in a temporary
+directory on the same training sample, model, epochs, batch size, learning rate and seed, with SST-2 dev.tsv as
+the test split and no validation during training. Prints both train samples/s, the ratio and the dev accuracy
+delta, and writes the figures (with machine info) to a JSON file.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from unittest import mock
+
+import pandas as pd
+import torch
+import transformers
+import yaml
+
+from lmtune import io, models
+from lmtune.cli import setup_logging
+from lmtune.config import Params, load_params, params_from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+BASELINE = (ROOT / "../shared/bench/hf_trainer_baseline.py").resolve()
+MODEL = "packaged:all-MiniLM-L6-v2"
+SPEED_TARGET = 15.0  # ours / baseline train samples per second
+ACCURACY_TOLERANCE = 0.5  # dev accuracy points ours may lose against the baseline
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-dir", type=Path, default=(ROOT / "../shared/datasets/sst2").resolve(),
+                   help="directory with train.tsv and dev.tsv (default: %(default)s)")
+    p.add_argument("--max-train", type=int, default=4000, help="training sentences sampled from train.tsv")
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-5)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--skip-baseline", action="store_true", help="run only our fine-tune (no ratio)")
+    p.add_argument("--params", type=Path, default=ROOT / "params.yaml", help="our params file (default: %(default)s)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a param after the benchmark settings, e.g. fine_tune.precision=fp32 (repeatable)")
+    p.add_argument("--out", type=Path, default=ROOT / "reports/bench/speed.json", help="JSON results file")
+    return p.parse_args(argv)
+
+
+def read_tsv(path: Path, limit: int = 0, seed: int = 0) -> pd.DataFrame:
+    """text,label rows exactly as the baseline reads and samples them (its `load` function)."""
+    df = pd.read_csv(path, sep="\t", quoting=3, keep_default_na=False)
+    df = df.rename(columns={"sentence" if "sentence" in df.columns else "text": "text"})[["text", "label"]]
+    return df.sample(n=limit, random_state=seed) if limit and len(df) > limit else df
+
+
+def run_baseline(args: argparse.Namespace, model_dir: str, work: Path) -> dict:
+    """Run the baseline script as a subprocess and return its one JSON output line."""
+    cmd = [sys.executable, str(BASELINE), "--train", str(args.data_dir / "train.tsv"),
+           "--eval", str(args.data_dir / "dev.tsv"), "--model", model_dir, "--max-train", str(args.max_train),
+           "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
+           "--seed", str(args.seed), "--max-length", str(args.max_length), "--out", str(work / "baseline")]
+    print(f"[bench] baseline: {' '.join(cmd)}", flush=True)
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)  # stderr (warnings) passes through
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        sys.exit(f"[bench] baseline failed (exit {proc.returncode}); stdout:\n{proc.stdout[-2000:]}")
+    return json.loads(lines[-1])
+
+
+def parse_value(text: str) -> object:
+    """A --set value as YAML (true, 3, fp32), with 2e-5-style floats that YAML 1.1 leaves as strings."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return float(value)
+    return value
+
+
+def bench_params(args: argparse.Namespace) -> Params:
+    """Our params.yaml with the benchmark's settings and the --set overrides, validated by lmtune.config."""
+    raw = dataclasses.asdict(load_params(args.params))
+    raw["task"] |= {"name": "classification", "text_column": "text", "label_column": "label", "split_column": "split"}
+    raw["model"]["name_or_path"] = MODEL
+    raw["clean"] |= {"input_format": "csv", "encoding": "utf-8"}
+    raw["tokenize"]["max_length"] = args.max_length
+    raw["fine_tune"] |= {"epochs": args.epochs, "max_steps": 0, "batch_size": args.batch_size,
+                         "learning_rate": args.lr, "seed": args.seed, "warmup_ratio": 0.0, "weight_decay": 0.0,
+                         "lr_scheduler": "linear", "early_stopping_patience": 0}
+    raw["tracking"] |= {"log_model": False, "registered_model": ""}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        section, _, field = key.partition(".")
+        if not sep or not field:
+            sys.exit(f"[bench] --set {item!r}: expected SECTION.KEY=VALUE, e.g. fine_tune.precision=fp32")
+        raw.setdefault(section, {})[field] = parse_value(value)
+    return params_from_dict(raw, source=f"{args.params} with benchmark settings")
+
+
+@contextlib.contextmanager
+def timed_trainer_train() -> Iterator[list[float]]:
+    """Wall-clock seconds of each Trainer.train() call, measured as the baseline does (perf_counter around it)."""
+    original, seconds = transformers.Trainer.train, []
+
+    def train(self, *a, **kw):  # noqa: ANN001, ANN002, ANN003
+        start = time.perf_counter()
+        try:
+            return original(self, *a, **kw)
+        finally:
+            seconds.append(time.perf_counter() - start)
+
+    with mock.patch.object(transformers.Trainer, "train", train):
+        yield seconds
+
+
+def run_ours(params: Params, train: pd.DataFrame, dev: pd.DataFrame, work: Path) -> dict:
+    """The project's stages on the benchmark data: train rows -> train split, dev rows -> test split."""
+    import mlflow
+
+    from stages import clean, evaluate, fine_tune, split, tokenize
+
+    frame = pd.concat([train.assign(split="train"), dev.assign(split="test")], ignore_index=True)
+    frame.to_csv(work / "input.csv", index=False)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"  # throwaway store, artifacts in work/
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    mlflow.create_experiment(params.tracking.experiment, artifact_location=(work / "mlartifacts").as_uri())
+    cleaned = clean.run(params, work / "input.csv", work / "interim")
+    rejected = pd.read_csv(work / "interim/rejected.csv", keep_default_na=False)
+    rejected["split"] = frame["split"].to_numpy()[rejected["row"].to_numpy() - 2]  # row 2 = first data row
+    tokenize.run(params, work / "interim", work / "tokenized")
+    sizes = split.run(params, work / "tokenized", work / "splits")
+    with timed_trainer_train() as train_seconds:
+        summary = fine_tune.run(params, work / "splits", work / "model", work / "reports", work / "checkpoints")
+    metrics = evaluate.run(params, work / "splits", work / "model", work / "reports")
+    n_train, wall = sizes["train"]["examples"], train_seconds[-1]
+    return {
+        "system": "lmtune-fine-tune",
+        "train_samples": n_train,
+        "train_samples_per_second": round(n_train * summary["epochs"] / wall, 3),  # headline: same formula as baseline
+        "train_runtime_s": round(wall, 2),
+        "trainer_reported_samples_per_second": summary["train_samples_per_second"],
+        "eval_accuracy": round(metrics["accuracy"], 4),
+        "eval_f1_macro": round(metrics["f1_macro"], 4),
+        "eval_examples": metrics["test_examples"],
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "precision": summary["precision"],
+        "rows_dropped_by_clean": {f"{s}/{r}": int(n) for (s, r), n in rejected.groupby(["split", "reason"]).size().items()},
+        "rows_in": cleaned["rows_in"],
+        "fine_tune_summary": summary,
+    }
+
+
+def machine_info() -> dict:
+    """CPU model, core counts and library versions."""
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "?")
+    return {"cpu": cpu, "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "python": sys.version.split()[0]}
+
+
+def report(rows: list[dict], settings: dict) -> dict:
+    """Print the comparison table and return the ratio, accuracy delta and target verdicts."""
+    print(f"\n{'system':<30}{'train samples':>14}{'samples/s':>11}{'runtime s':>11}{'dev acc (n)':>16}{'peak RSS MB':>13}")
+    for r in rows:
+        acc = f"{r['eval_accuracy']:.4f} ({r.get('eval_examples', settings['dev_rows'])})"
+        print(f"{r['system']:<30}{r['train_samples']:>14}{r['train_samples_per_second']:>11.2f}"
+              f"{r['train_runtime_s']:>11.2f}{acc:>16}{r.get('peak_rss_mb', '?'):>13}")
+    if len(rows) < 2:
+        print("\n(baseline skipped: no ratio)")
+        return {}
+    base, ours = rows
+    ratio = ours["train_samples_per_second"] / base["train_samples_per_second"]
+    delta = 100 * (ours["eval_accuracy"] - base["eval_accuracy"])
+    out = {"speed_ratio": round(ratio, 2), "accuracy_delta_points": round(delta, 2),
+           "speed_target_met": ratio >= SPEED_TARGET, "accuracy_target_met": delta >= -ACCURACY_TOLERANCE}
+    print(f"\nspeed ratio ours/baseline: {ratio:.2f}x (target >= {SPEED_TARGET:g}x: "
+          f"{'MET' if out['speed_target_met'] else 'NOT met'})")
+    print(f"dev accuracy delta: {delta:+.2f} points (target >= -{ACCURACY_TOLERANCE} points: "
+          f"{'MET' if out['accuracy_target_met'] else 'NOT met'})")
+    print(f"precision: baseline fp32, ours {ours['precision']}; samples/s = train samples x epochs / wall-clock "
+          f"of trainer.train() (Trainer-reported for ours: {ours['trainer_reported_samples_per_second']})")
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if not (args.data_dir / "train.tsv").is_file() or not (args.data_dir / "dev.tsv").is_file():
+        print(f"[bench] SKIP: no train.tsv/dev.tsv in {args.data_dir}; pass --data-dir")
+        return
+    if not args.skip_baseline and not BASELINE.is_file():
+        sys.exit(f"[bench] baseline script {BASELINE} not found; pass --skip-baseline to time our fine-tune alone")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    setup_logging()
+    params = bench_params(args)
+    train, dev = read_tsv(args.data_dir / "train.tsv", args.max_train, args.seed), read_tsv(args.data_dir / "dev.tsv")
+    settings = {k: v for k, v in vars(args).items() if k not in ("params", "out", "data_dir")}
+    settings |= {"data_dir": str(args.data_dir), "params": str(args.params), "dev_rows": len(dev), "model": MODEL}
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="lmtune-bench-") as tmp:
+        if not args.skip_baseline:
+            rows.append(run_baseline(args, models.resolve(MODEL), Path(tmp)))
+        rows.append(run_ours(params, train, dev, Path(tmp)))
+    print(f"\n[bench] clean dropped rows (split/reason): {rows[-1]['rows_dropped_by_clean'] or 'none'}; "
+          f"dev accuracy on {rows[-1]['eval_examples']} of {len(dev)} dev rows")
+    comparison = report(rows, settings)
+    io.write_json(args.out, {"settings": settings, "machine": machine_info(), "fine_tune_params":
+                             dataclasses.asdict(params.fine_tune), "results": rows, "comparison": comparison})
+    print(f"[bench] results written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

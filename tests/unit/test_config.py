@@ -1,0 +1,80 @@
+"""params.yaml is typed and validated once: every problem reported together, before any work."""
+import pytest
+import yaml
+
+from lmtune.config import load_params, params_from_dict
+from lmtune.errors import ParamsError
+from tests.conftest import ROOT
+
+
+def repo_params() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def test_repo_params_yaml_loads_and_validates():
+    params = load_params(ROOT / "params.yaml")
+    assert params.task.name == "classification"
+    assert isinstance(params.fine_tune.learning_rate, float)
+
+
+def test_int_given_for_float_param_is_accepted_as_float():
+    raw = repo_params()
+    raw["fine_tune"]["epochs"] = 3
+    assert params_from_dict(raw).fine_tune.epochs == 3.0
+
+
+def test_typo_wrong_type_and_out_of_range_are_all_reported_at_once():
+    raw = repo_params()
+    raw["fine_tune"]["learning_rat"] = raw["fine_tune"].pop("learning_rate")
+    raw["fine_tune"]["batch_size"] = "32"
+    raw["split"]["test_fraction"] = 1.5
+    with pytest.raises(ParamsError) as err:
+        params_from_dict(raw, source="my-params.yaml")
+    message = str(err.value)
+    assert "my-params.yaml" in message
+    assert "fine_tune.learning_rat: unknown key (did you mean 'learning_rate'?)" in message
+    assert "fine_tune.learning_rate: missing key" in message
+    assert "fine_tune.batch_size: must be int, got str '32'" in message
+    assert "split: fractions must lie in [0, 1)" in message
+
+
+def test_bool_is_not_accepted_for_int_and_choice_lists_options():
+    raw = repo_params()
+    raw["fine_tune"]["freeze_layers"] = True
+    raw["fine_tune"]["optimizer"] = "adam"
+    with pytest.raises(ParamsError) as err:
+        params_from_dict(raw)
+    assert "fine_tune.freeze_layers: must be int, got bool" in str(err.value)
+    assert "fine_tune.optimizer: must be one of 'adamw', 'sgd', 'adafactor'" in str(err.value)
+
+
+def test_unknown_task_and_unknown_section_are_rejected():
+    raw = repo_params()
+    raw["task"]["name"] = "clasification"
+    raw["fine_tuning"] = {}
+    with pytest.raises(ParamsError) as err:
+        params_from_dict(raw)
+    assert "unknown task 'clasification'" in str(err.value)
+    assert "fine_tuning: unknown section (did you mean 'fine_tune'?)" in str(err.value)
+
+
+def test_missing_params_file_names_the_path(tmp_path):
+    with pytest.raises(ParamsError, match="params file not found"):
+        load_params(tmp_path / "nope.yaml")
+
+
+def test_every_params_group_in_dvc_yaml_exists_and_every_stage_module_is_a_dep():
+    """cli (logging, argument parsing) and errors (exception types) cannot change outputs, so they are not deps."""
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    sections = set(repo_params())
+    for name, stage in dvc["stages"].items():
+        assert set(stage["params"]) <= sections, name
+        module = stage["cmd"].split()[2]  # python -m stages.<name>
+        assert module.replace(".", "/") + ".py" in stage["deps"], name
+        source = (ROOT / (module.replace(".", "/") + ".py")).read_text()
+        for imported in set(__import__("re").findall(r"from lmtune(?:\.(\w+))? import ([\w, ]+)", source)):
+            modules = [imported[0]] if imported[0] else [m.strip() for m in imported[1].split(",")]
+            for mod in modules:
+                path = f"src/lmtune/{mod}.py"
+                if (ROOT / path).exists() and mod not in ("cli", "errors"):
+                    assert path in stage["deps"], f"stage {name} imports lmtune.{mod} but does not list {path}"

@@ -1,0 +1,87 @@
+"""Trainer construction: speed options, precision, freezing and checkpoint resume rules are applied."""
+import dataclasses
+
+import pytest
+import torch
+
+from lmtune import training
+from lmtune.config import load_params
+from lmtune.errors import LmtuneError
+from lmtune.tasks import classification
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def ft():
+    return load_params(ROOT / "params.yaml").fine_tune
+
+
+@pytest.fixture
+def model(tiny_model):
+    return classification.load_model(str(tiny_model), ["a", "b"], "main")
+
+
+def test_training_arguments_apply_length_grouping_precision_and_optimizer(ft, tmp_path):
+    args = training.training_arguments(ft, tmp_path, "bf16", has_validation=True)
+    assert args.train_sampling_strategy == "group_by_length"
+    assert args.bf16 and not args.fp16
+    assert args.optim == "adamw_torch_fused"
+    assert args.load_best_model_at_end and args.metric_for_best_model == "f1_macro"
+    off = training.training_arguments(dataclasses.replace(ft, group_by_length=False, optimizer="sgd"), tmp_path,
+                                      "fp32", has_validation=False)
+    assert off.train_sampling_strategy == "random" and off.optim == "sgd" and not off.bf16
+    assert off.eval_strategy == "no" and not off.load_best_model_at_end
+
+
+def test_dynamic_padding_pads_each_batch_to_its_longest_sequence(tiny_model):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    features = [{"input_ids": [2, 5, 3], "attention_mask": [1, 1, 1], "labels": 0},
+                {"input_ids": [2, 5, 6, 7, 3], "attention_mask": [1] * 5, "labels": 1}]
+    assert classification.collator(tok, True, 128)(features)["input_ids"].shape == (2, 5)
+    assert classification.collator(tok, False, 128)(features)["input_ids"].shape == (2, 128)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU rules")
+def test_precision_auto_on_cpu_is_bf16_only_with_native_support_and_fp16_is_refused():
+    assert training.resolve_precision("auto") == ("bf16" if training.cpu_has_bf16() else "fp32")
+    with pytest.raises(LmtuneError, match="fp16 needs a CUDA GPU"):
+        training.resolve_precision("fp16")
+
+
+def test_train_head_only_freezes_the_whole_encoder(ft, model):
+    sizes = training.freeze(model, dataclasses.replace(ft, train_head_only=True))
+    head = sum(p.numel() for p in model.classifier.parameters())
+    assert sizes["trainable_params"] == head
+    assert all(not p.requires_grad for p in model.base_model.parameters())
+
+
+def test_freeze_embeddings_and_first_layers(ft, model):
+    training.freeze(model, dataclasses.replace(ft, freeze_embeddings=True, freeze_layers=1))
+    bert = model.base_model
+    assert not any(p.requires_grad for p in bert.embeddings.parameters())
+    assert not any(p.requires_grad for p in bert.encoder.layer[0].parameters())
+    assert all(p.requires_grad for p in bert.encoder.layer[1].parameters())
+
+
+def test_freezing_more_layers_than_the_model_has_is_a_clear_error(ft, model):
+    with pytest.raises(LmtuneError, match="more than the model's 2 layers"):
+        training.freeze(model, dataclasses.replace(ft, freeze_layers=3))
+
+
+def test_checkpoints_resume_only_for_identical_inputs(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    assert training.prepare_checkpoints(ckpt, {"lr": 1}, resume=True) is None
+    (ckpt / "checkpoint-5").mkdir()
+    assert training.prepare_checkpoints(ckpt, {"lr": 1}, resume=True).endswith("checkpoint-5")
+    assert training.prepare_checkpoints(ckpt, {"lr": 2}, resume=True) is None  # inputs changed: start over
+    assert not (ckpt / "checkpoint-5").exists()
+
+
+def test_learning_curves_split_train_and_validation_rows():
+    history = [{"step": 1, "loss": 0.9, "learning_rate": 1e-4}, {"step": 2, "eval_loss": 0.7, "eval_f1_macro": 0.5,
+                                                                  "eval_runtime": 0.1}]
+    train, val = training.learning_curves(history)
+    assert train == [{"step": 1, "loss": 0.9, "learning_rate": 1e-4}]
+    assert val == [{"step": 2, "loss": 0.7, "f1_macro": 0.5}]
