@@ -124,6 +124,17 @@ def timed_trainer_train() -> Iterator[list[float]]:
         yield seconds
 
 
+def save_empty_validation(splits_dir: Path) -> None:
+    """Rewrite the empty validation split with one (empty) shard: datasets 5.x saves `select([])` with zero
+    shards, which load_from_disk cannot read back (IndexError), so the fine-tune stage could not load the splits."""
+    import shutil
+
+    from datasets import Dataset
+
+    shutil.rmtree(splits_dir / "validation")
+    Dataset.load_from_disk(str(splits_dir / "train")).select([]).save_to_disk(str(splits_dir / "validation"), num_shards=1)
+
+
 def run_ours(params: Params, train: pd.DataFrame, dev: pd.DataFrame, work: Path) -> dict:
     """The project's stages on the benchmark data: train rows -> train split, dev rows -> test split."""
     import mlflow
@@ -137,9 +148,10 @@ def run_ours(params: Params, train: pd.DataFrame, dev: pd.DataFrame, work: Path)
     mlflow.create_experiment(params.tracking.experiment, artifact_location=(work / "mlartifacts").as_uri())
     cleaned = clean.run(params, work / "input.csv", work / "interim")
     rejected = pd.read_csv(work / "interim/rejected.csv", keep_default_na=False)
-    rejected["split"] = frame["split"].to_numpy()[rejected["row"].to_numpy() - 2]  # row 2 = first data row
+    rejected["split"] = frame["split"].to_numpy()[rejected["row"].to_numpy(dtype=int) - 2]  # row 2 = first data row
     tokenize.run(params, work / "interim", work / "tokenized")
     sizes = split.run(params, work / "tokenized", work / "splits")
+    save_empty_validation(work / "splits")  # no validation during training, as in the baseline (eval off)
     with timed_trainer_train() as train_seconds:
         summary = fine_tune.run(params, work / "splits", work / "model", work / "reports", work / "checkpoints")
     metrics = evaluate.run(params, work / "splits", work / "model", work / "reports")

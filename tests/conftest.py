@@ -51,7 +51,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def write_params(path: Path, **overrides: object) -> Path:
+def write_params(path: Path, overrides: dict[str, object]) -> Path:
     """Write the repo's params.yaml to `path` with "section.key" overrides applied."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     for dotted, value in overrides.items():
@@ -71,7 +71,7 @@ def tiny_overrides(model_dir: Path) -> dict[str, object]:
 
 @pytest.fixture
 def tiny_params(tmp_path: Path, tiny_model: Path) -> Path:
-    return write_params(tmp_path / "params.yaml", **tiny_overrides(tiny_model))
+    return write_params(tmp_path / "params.yaml", tiny_overrides(tiny_model))
 
 
 def run_module(module: str, *args: str, cwd: Path = ROOT, check: bool = False) -> subprocess.CompletedProcess:

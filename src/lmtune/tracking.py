@@ -110,13 +110,18 @@ def log_model(model_dir: Path, registered_model: str) -> str | None:
     """Log the fine-tuned model once (not its checkpoints) as an MLflow pyfunc and register a new version."""
     import mlflow
 
+    import pandas as pd
+    from mlflow.models import infer_signature
+
     import lmtune
     from lmtune import serving
 
+    signature = infer_signature(pd.DataFrame({"text": ["a review"]}), pd.DataFrame({"label": ["x"], "score": [0.5]}))
     info = mlflow.pyfunc.log_model(
         name="model", python_model=serving.LmtuneModel(), artifacts={"model_dir": str(model_dir)},
         code_paths=[str(Path(lmtune.__file__).parent)],  # loads where lmtune is not installed too
         pip_requirements=serving.pip_requirements(), registered_model_name=registered_model or None,
+        signature=signature,
     )
     version = getattr(info, "registered_model_version", None)
     return str(version) if version is not None else None
