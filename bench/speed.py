@@ -16,6 +16,7 @@ import dataclasses
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,14 +25,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
 
+import mlflow
 import pandas as pd
 import torch
 import transformers
 import yaml
+from datasets import Dataset
 
 from lmtune import io, models
-from lmtune.cli import setup_logging
+from lmtune.cli import run_stage, setup_logging
 from lmtune.config import Params, load_params, params_from_dict
+from stages import clean, evaluate, fine_tune, split, tokenize
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = (ROOT / "../shared/bench/hf_trainer_baseline.py").resolve()
@@ -44,12 +48,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", type=Path, default=(ROOT / "../shared/datasets/sst2").resolve(),
                    help="directory with train.tsv and dev.tsv (default: %(default)s)")
-    p.add_argument("--max-train", type=int, default=4000, help="training sentences sampled from train.tsv")
-    p.add_argument("--epochs", type=float, default=1.0)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-5)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--max-length", type=int, default=128)
+    for name, kind, default in (("max-train", int, 4000), ("epochs", float, 1.0), ("batch-size", int, 32),
+                                ("lr", float, 2e-5), ("seed", int, 42), ("max-length", int, 128)):
+        p.add_argument(f"--{name}", type=kind, default=default, help="same for both systems (default: %(default)s)")
     p.add_argument("--skip-baseline", action="store_true", help="run only our fine-tune (no ratio)")
     p.add_argument("--params", type=Path, default=ROOT / "params.yaml", help="our params file (default: %(default)s)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -113,7 +114,7 @@ def timed_trainer_train() -> Iterator[list[float]]:
     """Wall-clock seconds of each Trainer.train() call, measured as the baseline does (perf_counter around it)."""
     original, seconds = transformers.Trainer.train, []
 
-    def train(self, *a, **kw):  # noqa: ANN001, ANN002, ANN003
+    def train(self, *a, **kw):
         start = time.perf_counter()
         try:
             return original(self, *a, **kw)
@@ -124,23 +125,8 @@ def timed_trainer_train() -> Iterator[list[float]]:
         yield seconds
 
 
-def save_empty_validation(splits_dir: Path) -> None:
-    """Rewrite the empty validation split with one (empty) shard: datasets 5.x saves `select([])` with zero
-    shards, which load_from_disk cannot read back (IndexError), so the fine-tune stage could not load the splits."""
-    import shutil
-
-    from datasets import Dataset
-
-    shutil.rmtree(splits_dir / "validation")
-    Dataset.load_from_disk(str(splits_dir / "train")).select([]).save_to_disk(str(splits_dir / "validation"), num_shards=1)
-
-
 def run_ours(params: Params, train: pd.DataFrame, dev: pd.DataFrame, work: Path) -> dict:
     """The project's stages on the benchmark data: train rows -> train split, dev rows -> test split."""
-    import mlflow
-
-    from stages import clean, evaluate, fine_tune, split, tokenize
-
     frame = pd.concat([train.assign(split="train"), dev.assign(split="test")], ignore_index=True)
     frame.to_csv(work / "input.csv", index=False)
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"  # throwaway store, artifacts in work/
@@ -151,7 +137,6 @@ def run_ours(params: Params, train: pd.DataFrame, dev: pd.DataFrame, work: Path)
     rejected["split"] = frame["split"].to_numpy()[rejected["row"].to_numpy(dtype=int) - 2]  # row 2 = first data row
     tokenize.run(params, work / "interim", work / "tokenized")
     sizes = split.run(params, work / "tokenized", work / "splits")
-    save_empty_validation(work / "splits")  # no validation during training, as in the baseline (eval off)
     with timed_trainer_train() as train_seconds:
         summary = fine_tune.run(params, work / "splits", work / "model", work / "reports", work / "checkpoints")
     metrics = evaluate.run(params, work / "splits", work / "model", work / "reports")
@@ -182,11 +167,11 @@ def machine_info() -> dict:
             "transformers": transformers.__version__, "python": sys.version.split()[0]}
 
 
-def report(rows: list[dict], settings: dict) -> dict:
+def report(rows: list[dict]) -> dict:
     """Print the comparison table and return the ratio, accuracy delta and target verdicts."""
     print(f"\n{'system':<30}{'train samples':>14}{'samples/s':>11}{'runtime s':>11}{'dev acc (n)':>16}{'peak RSS MB':>13}")
     for r in rows:
-        acc = f"{r['eval_accuracy']:.4f} ({r.get('eval_examples', settings['dev_rows'])})"
+        acc = f"{r['eval_accuracy']:.4f} ({r['eval_examples']})"
         print(f"{r['system']:<30}{r['train_samples']:>14}{r['train_samples_per_second']:>11.2f}"
               f"{r['train_runtime_s']:>11.2f}{acc:>16}{r.get('peak_rss_mb', '?'):>13}")
     if len(rows) < 2:
@@ -223,15 +208,15 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="lmtune-bench-") as tmp:
         if not args.skip_baseline:
-            rows.append(run_baseline(args, models.resolve(MODEL), Path(tmp)))
+            rows.append({**run_baseline(args, models.resolve(MODEL), Path(tmp)), "eval_examples": len(dev)})
         rows.append(run_ours(params, train, dev, Path(tmp)))
     print(f"\n[bench] clean dropped rows (split/reason): {rows[-1]['rows_dropped_by_clean'] or 'none'}; "
           f"dev accuracy on {rows[-1]['eval_examples']} of {len(dev)} dev rows")
-    comparison = report(rows, settings)
+    comparison = report(rows)
     io.write_json(args.out, {"settings": settings, "machine": machine_info(), "fine_tune_params":
                              dataclasses.asdict(params.fine_tune), "results": rows, "comparison": comparison})
     print(f"[bench] results written to {args.out}")
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)  # a params or data error: one message, exit 2

@@ -100,12 +100,17 @@ def write_jsonl(path: str | Path, rows: list[dict[str, Any]]) -> None:
 
 
 def save_dataset(ds: Any, path: Path) -> None:
-    """`save_to_disk` without a progress bar (saving is fast; the bars would only add noise to the logs)."""
+    """`save_to_disk` without a progress bar (saving is fast; the bars would only add noise to the logs).
+
+    An empty split is written as one empty shard: with zero shards `load_from_disk` fails on it.
+    """
     import datasets
 
+    parts = ds if isinstance(ds, datasets.DatasetDict) else None
+    num_shards = {name: 1 for name, part in parts.items() if len(part) == 0} if parts is not None else None
     datasets.disable_progress_bars()
     try:
-        ds.save_to_disk(str(path))
+        ds.save_to_disk(str(path), num_shards=num_shards or None)
     finally:
         datasets.enable_progress_bars()
 

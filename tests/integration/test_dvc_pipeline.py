@@ -1,0 +1,108 @@
+"""The real `dvc` on a temporary git + DVC copy of the project: full repro, granular re-runs, metrics diff."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import FIXTURES, ROOT, copy_project, tiny_overrides, write_params
+
+GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+
+
+def sh(repo: Path, *cmd: str) -> str:
+    """Run a command in the repo (`dvc` through this interpreter, so the installed dvc is the one tested)."""
+    cmd = (sys.executable, "-m", "dvc", *cmd[1:]) if cmd[0] == "dvc" else cmd
+    env = {**os.environ, **GIT_ENV, "PYTHONPATH": str(repo)}
+    result = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result.stdout + result.stderr
+
+
+def repro(repo: Path) -> set[str]:
+    """Run `dvc repro`; return the stages that actually ran."""
+    return set(re.findall(r"Running stage '([\w-]+)'", sh(repo, "dvc", "repro")))
+
+
+def set_param(repo: Path, dotted: str, value: object) -> None:
+    raw = yaml.safe_load((repo / "params.yaml").read_text())
+    section, key = dotted.split(".")
+    raw[section][key] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, tiny_model) -> Path:
+    repo = copy_project(tmp_path_factory.mktemp("repo"))
+    shutil.copy(FIXTURES / "sentiment.csv", repo / "data/demo/reviews.csv")  # small and fast
+    write_params(repo / "params.yaml", tiny_overrides(tiny_model))
+    sh(repo, "git", "init", "-q")
+    sh(repo, "dvc", "init", "-q")
+    sh(repo, "dvc", "config", "core.analytics", "false")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "init")
+    assert repro(repo) == {"clean", "tokenize", "split", "fine-tune", "evaluate"}
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "first run")
+    return repo
+
+
+def test_full_repro_writes_metrics_and_a_second_repro_does_nothing(repo):
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    assert {"accuracy", "f1_macro"} <= set(metrics)
+    assert repro(repo) == set()
+    assert "Data and pipelines are up to date" in sh(repo, "dvc", "status")
+
+
+# Ordered from the last stage back: each change reruns its stage and everything downstream, nothing upstream.
+RERUNS = [
+    ("evaluate.batch_size", 16, {"evaluate"}, {"evaluate"}),
+    ("fine_tune.learning_rate", 5e-4, {"fine-tune"}, {"fine-tune", "evaluate"}),
+    ("split.seed", 7, {"split"}, {"split", "fine-tune", "evaluate"}),
+    ("tokenize.max_length", 8, {"tokenize"}, {"tokenize", "split", "fine-tune", "evaluate"}),
+    ("clean.lowercase", True, {"clean"}, {"clean", "tokenize", "split", "fine-tune", "evaluate"}),
+]
+
+
+@pytest.mark.parametrize("key,value,changed,reran", RERUNS, ids=[r[0] for r in RERUNS])
+def test_changing_a_param_reruns_only_the_stages_that_use_it(repo, key, value, changed, reran):
+    set_param(repo, key, value)
+    status = json.loads(sh(repo, "dvc", "status", "--json").strip().splitlines()[-1])
+    assert set(status) == changed, f"dvc status after changing {key}: {status}"
+    assert repro(repo) == reran
+
+
+def test_metrics_and_params_diff_between_two_commits(repo):
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "--allow-empty", "-qm", "before")
+    old = yaml.safe_load((repo / "params.yaml").read_text())["fine_tune"]["learning_rate"]
+    set_param(repo, "fine_tune.learning_rate", 1e-4)
+    assert repro(repo) == {"fine-tune", "evaluate"}
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "lower learning rate")
+    params = json.loads(sh(repo, "dvc", "params", "diff", "HEAD~1", "HEAD", "--json").strip().splitlines()[-1])
+    change = params["params.yaml"]["fine_tune.learning_rate"]
+    assert (change["old"], change["new"]) == (old, 1e-4)
+    metrics = json.loads(sh(repo, "dvc", "metrics", "diff", "HEAD~1", "HEAD", "--all", "--json")
+                         .strip().splitlines()[-1])
+    loss = metrics["reports/train.json"]["train_loss"]
+    assert loss["old"] != loss["new"]
+    assert "accuracy" in metrics["reports/metrics.json"]
+
+
+def test_dvc_plots_show_renders_every_plot(repo, tmp_path):
+    out = tmp_path / "plots"
+    sh(repo, "dvc", "plots", "show", "-o", str(out))
+    html = (out / "index.html").read_text()
+    for name in ("reports/curves/train.json", "reports/curves/validation.json", "reports/plots/confusion.json",
+                 "learning_curves.png", "confusion_matrix.png"):
+        assert name in html, name
