@@ -34,7 +34,6 @@ def leaked_texts(train: list[str], test: list[str]) -> list[str]:
 
 
 def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path) -> dict:
-    spec, info = TASKS[params.task.name], io.read_json(model_dir / INFO_FILE)
     data = load_from_disk(str(data_dir))
     leaks = leaked_texts(data["train"]["text"], data["test"]["text"])
     if leaks and params.evaluate.fail_on_leakage:
@@ -42,6 +41,7 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path) -> d
                         f"duplicates from the input or set evaluate.fail_on_leakage: false")
     if leaks:
         logger.warning("%d test text(s) also appear in train (leakage), e.g. %r", len(leaks), leaks[0])
+    spec, info = TASKS[params.task.name], io.read_json(model_dir / INFO_FILE)
     model = spec.load_model(str(model_dir), info["labels"], "main")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     result = spec.evaluate(model, tokenizer, data["test"], info["labels"], params.evaluate.batch_size)

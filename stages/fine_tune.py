@@ -20,6 +20,7 @@ from transformers import set_seed
 from lmtune import io, models, plots, tracking, training
 from lmtune.cli import run_stage, setup_logging, stage_parser
 from lmtune.config import Params, flatten, load_params
+from lmtune.errors import Interrupted
 from lmtune.io import INFO_FILE, META_FILE
 from lmtune.tasks import TASKS
 
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, checkpoint_dir: Path) -> dict:
     spec, ft = TASKS[params.task.name], params.fine_tune
+    tracking_ok = tracking.connect(params.tracking.required)  # fail fast, before any heavy work
     if ft.num_threads:
         torch.set_num_threads(ft.num_threads)
     set_seed(ft.seed)  # before the model is built: the new head's initial weights depend on it
@@ -46,14 +48,19 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, chec
     resume_from = training.prepare_checkpoints(checkpoint_dir, fingerprint, ft.resume)
     args = training.training_arguments(ft, checkpoint_dir, precision, has_validation=len(data["validation"]) > 0)
     training.log_run_summary(args, data, sizes, precision, resume_from)
-    tracking_on = tracking.connect(params.tracking.required) and args.process_index == 0
+    tracking_on = tracking_ok and args.process_index == 0
+    stopper = training.StopOnSignal()
+    callbacks = [stopper, tracking.MlflowMetricsCallback()] if tracking_on else [stopper]
     trainer = training.build_trainer(model, args, data, tokenizer, spec.collator(
-        tokenizer, ft.dynamic_padding, meta["max_length"]), spec.compute_metrics(labels),
-        callbacks=[tracking.MlflowMetricsCallback()] if tracking_on else [], patience=ft.early_stopping_patience)
+        tokenizer, ft.dynamic_padding, meta["max_length"]), spec.compute_metrics(labels), callbacks=callbacks,
+        patience=ft.early_stopping_patience)
     run_ctx = tracking.start_run(params.tracking.experiment, flatten(params), lineage) if tracking_on \
         else contextlib.nullcontext(None)
     with run_ctx as mlflow_run:
         result = trainer.train(resume_from_checkpoint=resume_from)
+        if stopper.received is not None:
+            raise Interrupted(f"training stopped at step {trainer.state.global_step} with a checkpoint in "
+                              f"{checkpoint_dir}; run `dvc repro` again to resume from it")
         if not trainer.is_world_process_zero():
             return {}
         summary = training.summarize(trainer, result, sizes, precision, resumed=resume_from is not None)

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from lmtune.errors import LmtuneError
+from lmtune.errors import Interrupted, LmtuneError
 
 logger = logging.getLogger("lmtune")
 
@@ -39,6 +39,9 @@ def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main(); a user error becomes one message on stderr and exit code 2, no traceback."""
     try:
         main()
+    except Interrupted as err:
+        logger.error("%s", err)
+        sys.exit(130)
     except LmtuneError as err:
         logger.error("%s", err)
         sys.exit(2)

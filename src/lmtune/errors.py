@@ -11,3 +11,7 @@ class ParamsError(LmtuneError):
 
 class DataError(LmtuneError):
     """An input data file cannot be used as it is."""
+
+
+class Interrupted(LmtuneError):
+    """Training was stopped by Ctrl-C (SIGINT) or SIGTERM after saving a checkpoint to resume from."""
