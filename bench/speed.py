@@ -16,7 +16,6 @@ import dataclasses
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,6 @@ import pandas as pd
 import torch
 import transformers
 import yaml
-from datasets import Dataset
 
 from lmtune import io, models
 from lmtune.cli import run_stage, setup_logging

@@ -34,6 +34,8 @@ def leaked_texts(train: list[str], test: list[str]) -> list[str]:
 
 
 def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path) -> dict:
+    run_file = model_dir / tracking.RUN_FILE
+    tracking_on = run_file.is_file() and tracking.connect(params.tracking.required)  # fail fast, before any work
     data = load_from_disk(str(data_dir))
     leaks = leaked_texts(data["train"]["text"], data["test"]["text"])
     if leaks and params.evaluate.fail_on_leakage:
@@ -53,8 +55,7 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path) -> d
                   [{"actual": p["label"], "predicted": p["predicted"]} for p in result.predictions])
     plots.confusion_matrix(result.confusion, info["labels"], reports_dir / "confusion_matrix.png")
     io.write_json(reports_dir / "metrics.json", metrics)
-    run_file = model_dir / tracking.RUN_FILE
-    if run_file.is_file() and tracking.connect(params.tracking.required):
+    if tracking_on:
         artifacts = [reports_dir / name for name in ("metrics.json", "per_class.json", "confusion_matrix.png",
                                                      "learning_curves.png") if (reports_dir / name).is_file()]
         tracking.log_to_run(io.read_json(run_file)["run_id"], {f"test_{k}": v for k, v in metrics.items()}, artifacts)

@@ -36,9 +36,10 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, chec
     data, meta = load_from_disk(str(data_dir)), io.read_json(data_dir / META_FILE)
     labels = meta["labels"]
     tokenizer = models.load_tokenizer(params.model.name_or_path, params.model.revision)
-    model = spec.load_model(params.model.name_or_path, labels, params.model.revision)
-    sizes = training.freeze(model, ft)
     precision = training.resolve_precision(ft.precision)
+    model = spec.load_model(params.model.name_or_path, labels, params.model.revision,
+                            attn_implementation=training.resolve_attention(ft.attention, precision))
+    sizes = training.freeze(model, ft)
     data_md5 = tracking.content_md5(data_dir)
     lineage = {"git_commit": tracking.git_commit(), "data_md5": data_md5, "task": params.task.name,
                "dvc_data_md5": tracking.dvc_lock_md5(data_dir) or "not-in-dvc.lock",
@@ -47,13 +48,13 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, chec
                    "data_md5": data_md5}
     resume_from = training.prepare_checkpoints(checkpoint_dir, fingerprint, ft.resume)
     args = training.training_arguments(ft, checkpoint_dir, precision, has_validation=len(data["validation"]) > 0)
-    training.log_run_summary(args, data, sizes, precision, resume_from)
+    training.log_run_summary(args, data, sizes, precision, model.config._attn_implementation, resume_from)
     tracking_on = tracking_ok and args.process_index == 0
     stopper = training.StopOnSignal()
     callbacks = [stopper, tracking.MlflowMetricsCallback()] if tracking_on else [stopper]
     trainer = training.build_trainer(model, args, data, tokenizer, spec.collator(
         tokenizer, ft.dynamic_padding, meta["max_length"]), spec.compute_metrics(labels), callbacks=callbacks,
-        patience=ft.early_stopping_patience)
+        patience=ft.early_stopping_patience, group_by_length=ft.group_by_length)
     run_ctx = tracking.start_run(params.tracking.experiment, flatten(params), lineage) if tracking_on \
         else contextlib.nullcontext(None)
     with run_ctx as mlflow_run:

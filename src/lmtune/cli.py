@@ -77,3 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     run_stage(lambda: _predict(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -67,6 +67,7 @@ class FineTuneParams:
     max_grad_norm: float
     seed: int
     precision: Literal["auto", "fp32", "bf16", "fp16"]
+    attention: Literal["auto", "eager", "sdpa"]  # attention kernels; auto picks the faster for device and precision
     freeze_embeddings: bool
     freeze_layers: int  # freeze the first N encoder layers
     train_head_only: bool
@@ -175,12 +176,12 @@ def params_from_dict(raw: Any, source: str = "params.yaml") -> Params:
     if not isinstance(raw, dict):
         raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
     problems: list[str] = []
-    sections = {f.name: f.type for f in dataclasses.fields(Params)}
     hints = typing.get_type_hints(Params)
+    sections = list(hints)
     built = {}
     for key in raw:
         if key not in sections:
-            close = difflib.get_close_matches(str(key), list(sections), n=1)
+            close = difflib.get_close_matches(str(key), sections, n=1)
             problems.append(f"{key}: unknown section" + (f" (did you mean '{close[0]}'?)" if close else ""))
     for name in sections:
         if name not in raw:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from lmtune.errors import DataError
+from lmtune.io import detect_format
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
 _SPACE = re.compile(r"\s+")
@@ -78,6 +79,4 @@ def require_columns(df: pd.DataFrame, path: Path, columns: dict[str, str]) -> No
 
 def first_row_number(path: Path, input_format: str) -> int:
     """Line number of the first data row as an editor shows it: 2 below a CSV/TSV header, else 1."""
-    from lmtune.io import detect_format
-
     return 2 if detect_format(path, input_format) in ("csv", "tsv") else 1

@@ -43,7 +43,7 @@ def connect(required: bool) -> bool:
         if required:
             raise LmtuneError(f"{message}. Start the server, unset MLFLOW_TRACKING_URI to use the local store, "
                               f"or set tracking.required: false to train without tracking") from None
-        logger.warning("%s; training without MLflow tracking (tracking.required is false)", message)
+        logger.warning("%s; continuing without MLflow tracking (tracking.required is false)", message)
         return False
     return True
 

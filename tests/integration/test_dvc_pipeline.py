@@ -106,3 +106,30 @@ def test_dvc_plots_show_renders_every_plot(repo, tmp_path):
     for name in ("reports/curves/train.json", "reports/curves/validation.json", "reports/plots/confusion.json",
                  "learning_curves.png", "confusion_matrix.png"):
         assert name in html, name
+
+
+def test_forced_repro_with_the_same_seed_gives_byte_identical_metrics(repo):
+    before = (repo / "reports/metrics.json").read_bytes()
+    assert repro_forced(repo) == {"clean", "tokenize", "split", "fine-tune", "evaluate"}
+    assert (repo / "reports/metrics.json").read_bytes() == before
+
+
+def repro_forced(repo: Path) -> set[str]:
+    return set(re.findall(r"Running stage '([\w-]+)'", sh(repo, "dvc", "repro", "--force")))
+
+
+def test_push_then_fresh_clone_pull_is_up_to_date_and_the_pulled_model_predicts(repo, tmp_path):
+    remote = tmp_path / "remote"
+    sh(repo, "dvc", "remote", "add", "-f", "-d", "local", str(remote))
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "--allow-empty", "-qm", "remote")
+    sh(repo, "dvc", "push")
+    clone = tmp_path / "clone"
+    sh(repo, "git", "clone", "-q", str(repo), str(clone))
+    sh(clone, "dvc", "pull")
+    assert "Data and pipelines are up to date" in sh(clone, "dvc", "status")
+    assert repro(clone) == set()
+    result = subprocess.run([sys.executable, "-m", "lmtune.cli", "predict", "--model", "models/model"], cwd=clone,
+                            input="great phone\n", capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["label"] in {"negative", "neutral", "positive"}

@@ -72,7 +72,7 @@ def test_optional_tracking_trains_anyway_and_warns(tmp_path, tiny_model):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}
     result = subprocess.run(fine_tune_cmd(tmp_path, params), cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stderr.count("training without MLflow tracking") == 1
+    assert result.stderr.count("continuing without MLflow tracking") == 1
     assert (tmp_path / "reports/train.json").is_file() and not (tmp_path / "model/mlflow_run.json").exists()
 
 

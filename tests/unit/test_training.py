@@ -23,13 +23,12 @@ def model(tiny_model):
 
 def test_training_arguments_apply_length_grouping_precision_and_optimizer(ft, tmp_path):
     args = training.training_arguments(ft, tmp_path, "bf16", has_validation=True)
-    assert args.train_sampling_strategy == "group_by_length"
     assert args.bf16 and not args.fp16
     assert args.optim == "adamw_torch_fused"
     assert args.load_best_model_at_end and args.metric_for_best_model == "f1_macro"
     off = training.training_arguments(dataclasses.replace(ft, group_by_length=False, optimizer="sgd"), tmp_path,
                                       "fp32", has_validation=False)
-    assert off.train_sampling_strategy == "random" and off.optim == "sgd" and not off.bf16
+    assert off.optim == "sgd" and not off.bf16
     assert off.eval_strategy == "no" and not off.load_best_model_at_end
 
 
@@ -85,3 +84,21 @@ def test_learning_curves_split_train_and_validation_rows():
     train, val = training.learning_curves(history)
     assert train == [{"step": 1, "loss": 0.9, "learning_rate": 1e-4}]
     assert val == [{"step": 2, "loss": 0.7, "f1_macro": 0.5}]
+
+
+@pytest.mark.parametrize("group", [True, False])
+def test_trainer_uses_the_shuffled_length_grouped_sampler_only_when_asked(ft, model, tiny_model, tmp_path, group):
+    from datasets import Dataset, DatasetDict
+    from transformers import AutoTokenizer
+
+    from lmtune.sampling import ShuffledLengthGroupedSampler
+
+    rows = [{"input_ids": [2] + [5] * n + [3], "attention_mask": [1] * (n + 2), "labels": n % 2, "length": n + 2}
+            for n in range(1, 21)]
+    data = DatasetDict({"train": Dataset.from_list(rows), "validation": Dataset.from_list(rows[:4])})
+    args = training.training_arguments(dataclasses.replace(ft, batch_size=4), tmp_path, "fp32", has_validation=False)
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    trainer = training.build_trainer(model, args, data, tok, classification.collator(tok, True, 64),
+                                     classification.compute_metrics(["a", "b"]), [], 0, group_by_length=group)
+    sampler = trainer._get_train_sampler()
+    assert isinstance(sampler, ShuffledLengthGroupedSampler) is group

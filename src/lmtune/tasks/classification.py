@@ -72,9 +72,9 @@ def tokenize(ds: Dataset, tokenizer: PreTrainedTokenizerBase, params: Params) ->
     return out, {"truncated_texts": int(sum(out["truncated"]))}
 
 
-def load_model(name_or_path: str, labels: list[str], revision: str) -> Any:
+def load_model(name_or_path: str, labels: list[str], revision: str, attn_implementation: str | None = None) -> Any:
     return AutoModelForSequenceClassification.from_pretrained(
-        models.resolve(name_or_path), revision=revision, num_labels=len(labels),
+        models.resolve(name_or_path), revision=revision, num_labels=len(labels), attn_implementation=attn_implementation,
         id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)},
         ignore_mismatched_sizes=True)
 
