@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -46,8 +48,9 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, chec
                "base_model": params.model.name_or_path}
     fingerprint = {**{k: dataclasses.asdict(getattr(params, k)) for k in ("task", "model", "fine_tune")},
                    "data_md5": data_md5}
-    resume_from = training.prepare_checkpoints(checkpoint_dir, fingerprint, ft.resume)
     args = training.training_arguments(ft, checkpoint_dir, precision, has_validation=len(data["validation"]) > 0)
+    with args.main_process_first(desc="checkpoints"):  # under DDP rank 0 clears stale checkpoints first
+        resume_from = training.prepare_checkpoints(checkpoint_dir, fingerprint, ft.resume)
     training.log_run_summary(args, data, sizes, precision, model.config._attn_implementation, resume_from)
     tracking_on = tracking_ok and args.process_index == 0
     stopper = training.StopOnSignal()
@@ -88,6 +91,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     setup_logging()
     params = load_params(args.params)
+    if params.fine_tune.num_processes > 1 and "LOCAL_RANK" not in os.environ:
+        sys.exit(training.launch_distributed(params.fine_tune.num_processes, "stages.fine_tune",
+                                             sys.argv[1:] if argv is None else argv))
     logger.info("model=%s fine_tune=%s", params.model, params.fine_tune)
     summary = run(params, args.data_dir, args.model_dir, args.reports_dir, args.checkpoints)
     if summary:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,9 @@ logger = logging.getLogger("lmtune")
 
 def setup_logging() -> None:
     """Readable INFO logs from lmtune; transformers, datasets and MLflow only speak up for warnings."""
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO, force=True)
+    rank0 = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 logs progress
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        level=logging.INFO if rank0 else logging.WARNING, force=True)
     import datasets
     import transformers
 

@@ -80,6 +80,8 @@ class FineTuneParams:
     dynamic_padding: bool
     torch_compile: bool
     num_threads: int  # torch intra-op threads; 0 keeps torch's default
+    num_processes: int  # > 1: the stage relaunches itself under torchrun (DDP) with this many processes
+    deepspeed: str  # path to a DeepSpeed JSON config passed to Trainer; "" = off
     save_total_limit: int  # checkpoints kept for resuming
     resume: bool  # resume from the last checkpoint of an interrupted run with the same inputs
 
@@ -127,6 +129,7 @@ _RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("fine_tune", lambda s: s.eval_steps >= 1 and s.logging_steps >= 1, "eval_steps and logging_steps must be >= 1"),
     ("fine_tune", lambda s: s.early_stopping_patience >= 0, "early_stopping_patience must be >= 0 (0 disables)"),
     ("fine_tune", lambda s: s.num_threads >= 0, "num_threads must be >= 0 (0 keeps torch's default)"),
+    ("fine_tune", lambda s: s.num_processes >= 1, "num_processes must be >= 1"),
     ("fine_tune", lambda s: s.save_total_limit >= 1, "save_total_limit must be >= 1"),
     ("evaluate", lambda s: s.batch_size >= 1, "batch_size must be >= 1"),
 ]

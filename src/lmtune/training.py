@@ -8,6 +8,8 @@ import math
 import os
 import shutil
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,17 @@ def resolve_attention(attention: str, precision: str) -> str:
     return "eager" if precision == "bf16" and not torch.cuda.is_available() else "sdpa"
 
 
+def launch_distributed(num_processes: int, module: str, argv: list[str]) -> int:
+    """Run `python -m module argv` under torchrun with `num_processes` local processes; return its exit code.
+
+    Multi-node jobs call torchrun (or accelerate launch) themselves; the stage sees LOCAL_RANK and runs as is.
+    """
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={num_processes}",
+           "-m", module, *argv]
+    logger.info("launching %d processes with torchrun: %s", num_processes, " ".join(cmd))
+    return subprocess.call(cmd)
+
+
 def _world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
@@ -93,6 +106,7 @@ def training_arguments(ft: FineTuneParams, output_dir: Path, precision: str, has
         # length grouping is done by LmtuneTrainer on one process; under DDP, transformers' sampler does it
         train_sampling_strategy="group_by_length" if ft.group_by_length and _world_size() > 1 else "random",
         torch_compile=ft.torch_compile,
+        deepspeed=ft.deepspeed or None,
         dataloader_num_workers=0,
         report_to=[],  # MLflow logging is ours (lmtune.tracking), so it is explicit and rank-0 only
         disable_tqdm=False,
@@ -152,6 +166,10 @@ class LmtuneTrainer(Trainer):
     def __init__(self, *args: Any, group_by_length: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.group_by_length = group_by_length
+        # Task heads here return a loss already averaged over the batch and ignore `num_items_in_batch`. Their
+        # forward takes **kwargs, so transformers 5 would otherwise assume a summed loss: it skips the division by
+        # gradient accumulation steps and multiplies by the number of DDP processes (gradients k times too large).
+        self.model_accepts_loss_kwargs = False
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         if not self.group_by_length or self.args.world_size > 1:

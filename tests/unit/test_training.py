@@ -102,3 +102,26 @@ def test_trainer_uses_the_shuffled_length_grouped_sampler_only_when_asked(ft, mo
                                      classification.compute_metrics(["a", "b"]), [], 0, group_by_length=group)
     sampler = trainer._get_train_sampler()
     assert isinstance(sampler, ShuffledLengthGroupedSampler) is group
+
+
+def test_gradient_accumulation_matches_one_big_batch(ft, tiny_model, tmp_path):
+    """batch 4 x 2 accumulation steps must take the same optimizer step as batch 8 (a mean, not a sum)."""
+    from datasets import Dataset, DatasetDict
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    rows = [{"input_ids": [2, 5 + n, 3], "attention_mask": [1, 1, 1], "labels": n % 2, "length": 3} for n in range(8)]
+    data = DatasetDict({"train": Dataset.from_list(rows), "validation": Dataset.from_list(rows[:2])})
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    weights = []
+    for batch, accum in ((8, 1), (4, 2)):
+        torch.manual_seed(0)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            tiny_model, num_labels=2, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+        cfg = dataclasses.replace(ft, batch_size=batch, grad_accum_steps=accum, max_steps=1, optimizer="sgd",
+                                  learning_rate=0.5, warmup_ratio=0.0, weight_decay=0.0, max_grad_norm=0.0)
+        args = training.training_arguments(cfg, tmp_path / f"{batch}", "fp32", has_validation=False)
+        trainer = training.build_trainer(model, args, data, tok, classification.collator(tok, True, 16),
+                                         classification.compute_metrics(["a", "b"]), [], 0, group_by_length=False)
+        trainer.train()
+        weights.append(model.classifier.weight.detach().clone())
+    torch.testing.assert_close(weights[0], weights[1], rtol=1e-4, atol=1e-5)
