@@ -41,7 +41,9 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, chec
     precision = training.resolve_precision(ft.precision)
     model = spec.load_model(params.model.name_or_path, labels, params.model.revision,
                             attn_implementation=training.resolve_attention(ft.attention, precision))
-    sizes = training.freeze(model, ft)
+    training.freeze(model, ft)
+    model = training.apply_lora(model, ft)
+    sizes = training.param_counts(model)
     data_md5 = tracking.content_md5(data_dir)
     lineage = {"git_commit": tracking.git_commit(), "data_md5": data_md5, "task": params.task.name,
                "dvc_data_md5": tracking.dvc_lock_md5(data_dir) or "not-in-dvc.lock",
@@ -70,7 +72,7 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, chec
         summary = training.summarize(trainer, result, sizes, precision, resumed=resume_from is not None)
         train_rows, val_rows = training.learning_curves(trainer.state.log_history)
         with io.atomic_path(model_dir) as tmp:
-            trainer.save_model(str(tmp))
+            training.save_model(trainer, tmp)
             io.write_json(tmp / INFO_FILE, {**meta, **lineage})
             if mlflow_run is not None:
                 io.write_json(tmp / tracking.RUN_FILE, {"run_id": mlflow_run.info.run_id,

@@ -71,6 +71,10 @@ class FineTuneParams:
     freeze_embeddings: bool
     freeze_layers: int  # freeze the first N encoder layers
     train_head_only: bool
+    lora_rank: int  # > 0: train LoRA adapters of this rank (peft) instead of all weights; 0 = full fine-tuning
+    lora_alpha: int  # LoRA scaling numerator (scale = alpha / rank)
+    lora_dropout: float
+    lora_target_modules: str  # comma-separated module names to adapt, e.g. "query,value"
     eval_strategy: Literal["epoch", "steps"]
     eval_steps: int  # used when eval_strategy is "steps"
     logging_steps: int
@@ -126,6 +130,10 @@ _RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("fine_tune", lambda s: s.weight_decay >= 0, "weight_decay must be >= 0"),
     ("fine_tune", lambda s: s.grad_accum_steps >= 1, "grad_accum_steps must be >= 1"),
     ("fine_tune", lambda s: s.freeze_layers >= 0, "freeze_layers must be >= 0"),
+    ("fine_tune", lambda s: s.lora_rank >= 0 and s.lora_alpha >= 1, "lora_rank must be >= 0 and lora_alpha >= 1"),
+    ("fine_tune", lambda s: 0 <= s.lora_dropout < 1, "lora_dropout must lie in [0, 1)"),
+    ("fine_tune", lambda s: s.lora_rank == 0 or bool(s.lora_target_modules.strip(", ")),
+     "lora_target_modules must name at least one module when lora_rank > 0"),
     ("fine_tune", lambda s: s.eval_steps >= 1 and s.logging_steps >= 1, "eval_steps and logging_steps must be >= 1"),
     ("fine_tune", lambda s: s.early_stopping_patience >= 0, "early_stopping_patience must be >= 0 (0 disables)"),
     ("fine_tune", lambda s: s.num_threads >= 0, "num_threads must be >= 0 (0 keeps torch's default)"),

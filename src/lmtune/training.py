@@ -139,9 +139,41 @@ def freeze(model: torch.nn.Module, ft: FineTuneParams) -> dict[str, int]:
             frozen.extend(layers[:ft.freeze_layers])
     for module in frozen:
         module.requires_grad_(False)
+    return param_counts(model)
+
+
+def param_counts(model: torch.nn.Module) -> dict[str, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     return {"trainable_params": trainable, "frozen_params": total - trainable}
+
+
+def apply_lora(model: Any, ft: FineTuneParams) -> Any:
+    """Wrap the model with LoRA adapters (peft) when lora_rank > 0; the task head stays fully trainable."""
+    if ft.lora_rank == 0:
+        return model
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    modules = [m.strip() for m in ft.lora_target_modules.split(",") if m.strip()]
+    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=ft.lora_rank, lora_alpha=ft.lora_alpha,
+                        lora_dropout=ft.lora_dropout, target_modules=modules)
+    try:
+        return get_peft_model(model, config)
+    except ValueError as err:
+        raise LmtuneError(f"fine_tune.lora_target_modules: {err}; name linear layers of the model, "
+                          f"e.g. query,value for BERT") from None
+
+
+def save_model(trainer: Trainer, out_dir: Path) -> None:
+    """Save a plain transformers model; a LoRA run also keeps its adapter in out_dir/adapter, then merges it, so
+    evaluate, `lmtune predict` and MLflow load every model the same way."""
+    model = trainer.model
+    if hasattr(model, "merge_and_unload"):
+        model.save_pretrained(str(out_dir / "adapter"))
+        model.merge_and_unload().save_pretrained(str(out_dir))
+        trainer.processing_class.save_pretrained(str(out_dir))
+    else:
+        trainer.save_model(str(out_dir))
 
 
 def prepare_checkpoints(checkpoint_dir: Path, fingerprint: dict[str, Any], resume: bool) -> str | None:

@@ -165,3 +165,19 @@ def test_lmtune_predict_labels_texts_from_a_file_as_json_lines(pipeline, tmp_pat
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["text"] for r in rows] == ["great phone", "terrible service"]
     assert all(r["label"] in r["scores"] and np.isclose(sum(r["scores"].values()), 1, atol=1e-4) for r in rows)
+
+
+def test_lora_trains_few_params_keeps_the_adapter_and_writes_a_merged_model(pipeline, tmp_path, tiny_model):
+    params = write_params(tmp_path / "params.yaml", {**tiny_overrides(tiny_model), "fine_tune.lora_rank": 4,
+                                                     "fine_tune.lora_alpha": 8})
+    p = ["--params", str(params)]
+    fine_tune.main([str(pipeline / "splits"), str(tmp_path / "model"), str(tmp_path / "reports"),
+                    "--checkpoints", str(tmp_path / "ckpt"), *p])
+    summary = read(tmp_path / "reports/train.json")
+    full = read(pipeline / "reports/train.json")
+    assert summary["trainable_params"] < full["trainable_params"] / 4
+    assert (tmp_path / "model/adapter/adapter_config.json").is_file()
+    assert not any("lora" in key for key in __import__("safetensors.torch", fromlist=["x"]).load_file(
+        str(tmp_path / "model/model.safetensors"))), "the saved model is merged: plain weights, no LoRA layers"
+    evaluate.main([str(pipeline / "splits"), str(tmp_path / "model"), str(tmp_path / "reports"), *p])
+    assert 0 <= read(tmp_path / "reports/metrics.json")["accuracy"] <= 1
