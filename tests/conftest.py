@@ -29,6 +29,16 @@ def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> str:
     return uri
 
 
+@pytest.fixture(autouse=True)
+def restore_tracking_uri(mlflow_store: str):
+    """`mlflow.set_tracking_uri` also sets the environment variable; undo any test's change after it."""
+    yield
+    import mlflow
+
+    os.environ["MLFLOW_TRACKING_URI"] = mlflow_store
+    mlflow.set_tracking_uri(mlflow_store)
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, 32-wide BERT with random weights and a word-level vocab covering the fixture texts.
