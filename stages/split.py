@@ -41,14 +41,19 @@ def run(params: Params, in_dir: Path, out_dir: Path) -> dict:
         if len(members[name]) == 0:
             raise DataError(f"{in_dir}: the {name} split is empty; check the split column values or fractions")
     splits = DatasetDict({name: ds.select(np.flatnonzero(np.isin(example_ids, ids))) for name, ids in members.items()})
-    with io.atomic_path(out_dir) as tmp:
-        io.save_dataset(splits, tmp)
-        shutil.copy(in_dir / META_FILE, tmp / META_FILE)
     summary = {name: {"examples": len(part)} for name, part in splits.items()}
     if "labels" in ds.column_names and np.asarray(ds["labels"]).ndim == 1:
         for name, part in splits.items():
             counts = Counter(part["labels"])
             summary[name]["label_counts"] = {label: int(counts.get(i, 0)) for i, label in enumerate(labels)}
+        unseen = [label for label in labels if summary["train"]["label_counts"][label] == 0]
+        if unseen:
+            raise DataError(f"{in_dir}: label {unseen[0]!r} has no train rows (only in "
+                            f"{', '.join(n for n in ('validation', 'test') if summary[n]['label_counts'][unseen[0]])}"
+                            f"), so the model could never learn it; add train rows with that label or drop its rows")
+    with io.atomic_path(out_dir) as tmp:
+        io.save_dataset(splits, tmp)
+        shutil.copy(in_dir / META_FILE, tmp / META_FILE)
     return summary
 
 

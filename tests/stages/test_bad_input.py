@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_module
+from tests.conftest import run_module, tiny_overrides, write_params
 
 
 def run_clean(tmp_path: Path, params: Path, content: str | bytes, name: str = "data.csv"):
@@ -73,4 +73,19 @@ def test_split_with_a_class_too_small_to_stratify_names_the_class(tmp_path, tiny
     result = run_module("stages.split", str(tmp_path / "tok"), str(tmp_path / "splits"), str(tmp_path / "s.json"), *p)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "Classes with too few examples: {'c': 1}" in result.stderr
+    assert not (tmp_path / "splits").exists()
+
+
+def test_label_seen_only_in_the_test_split_is_refused(tmp_path, tiny_model):
+    tiny_params = write_params(tmp_path / "params.yaml", {**tiny_overrides(tiny_model), "task.split_column": "part"})
+    rows = ["text,label,part"] + [f"review number {i},{'good' if i % 2 else 'bad'},train" for i in range(8)] + [
+        "a fine one,good,test", "so so,meh,test"]
+    result, _ = run_clean(tmp_path, tiny_params, "\n".join(rows) + "\n")
+    assert result.returncode == 0, result.stderr
+    p = ["--params", str(tiny_params)]
+    run_module("stages.tokenize", str(tmp_path / "interim"), str(tmp_path / "tok"), str(tmp_path / "t.json"), *p,
+               check=True)
+    result = run_module("stages.split", str(tmp_path / "tok"), str(tmp_path / "splits"), str(tmp_path / "s.json"), *p)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "label 'meh' has no train rows (only in test)" in result.stderr
     assert not (tmp_path / "splits").exists()

@@ -181,3 +181,11 @@ def test_lora_trains_few_params_keeps_the_adapter_and_writes_a_merged_model(pipe
         str(tmp_path / "model/model.safetensors"))), "the saved model is merged: plain weights, no LoRA layers"
     evaluate.main([str(pipeline / "splits"), str(tmp_path / "model"), str(tmp_path / "reports"), *p])
     assert 0 <= read(tmp_path / "reports/metrics.json")["accuracy"] <= 1
+
+
+def test_clean_drops_null_and_whitespace_only_texts_from_jsonl(tmp_path, tiny_params):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": null, "label": "a"}\n{"text": " \\t ", "label": "b"}\n{"text": "ok then", "label": "a"}\n'
+                    '{"text": "fine", "label": "b"}\n')
+    clean.main([str(data), str(tmp_path / "out"), str(tmp_path / "clean.json"), "--params", str(tiny_params)])
+    assert read(tmp_path / "clean.json")["rejected_by_reason"] == {"empty_text": 2}
