@@ -3,7 +3,7 @@ predictions, a train/test leakage check; metrics and plots are added to the fine
 
 dvc.yaml: python -m stages.evaluate data/processed/splits models/model reports
 In: the split DatasetDict and the model directory. Out: reports/metrics.json (DVC metrics), per_class.json,
-predictions.jsonl, plots/confusion.json and confusion_matrix.png. Params: task, evaluate, tracking.
+predictions.jsonl, plots/*.json (confusion, per-class F1, precision-recall) and their PNGs. Params: task, evaluate, tracking.
 """
 from __future__ import annotations
 
@@ -53,10 +53,18 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path) -> d
     io.write_jsonl(reports_dir / "predictions.jsonl", result.predictions)
     io.write_json(reports_dir / "plots" / "confusion.json",
                   [{"actual": p["label"], "predicted": p["predicted"]} for p in result.predictions])
+    io.write_json(reports_dir / "plots" / "per_class_f1.json",
+                  [{"label": name, "f1": round(v["f1-score"], 6)} for name, v in result.per_class.items()])
+    io.write_json(reports_dir / "plots" / "precision_recall.json", result.pr_curve)
     plots.confusion_matrix(result.confusion, info["labels"], reports_dir / "confusion_matrix.png")
+    plots.per_class_f1(result.per_class, reports_dir / "per_class_f1.png")
+    pr_title = f"Precision-recall ({info['labels'][1]!r} vs rest)" if len(info["labels"]) == 2 else \
+        "Precision-recall (micro-average, one-vs-rest)"
+    plots.precision_recall(result.pr_curve, pr_title, reports_dir / "precision_recall.png")
     io.write_json(reports_dir / "metrics.json", metrics)
     if tracking_on:
         artifacts = [reports_dir / name for name in ("metrics.json", "per_class.json", "confusion_matrix.png",
+                                                     "per_class_f1.png", "precision_recall.png",
                                                      "learning_curves.png") if (reports_dir / name).is_file()]
         tracking.log_to_run(io.read_json(run_file)["run_id"], {f"test_{k}": v for k, v in metrics.items()}, artifacts)
     return metrics

@@ -81,7 +81,8 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, chec
                     summary["registered_version"] = tracking.log_model(tmp, params.tracking.registered_model)
     io.write_json(reports_dir / "curves" / "train.json", train_rows)
     io.write_json(reports_dir / "curves" / "validation.json", val_rows)
-    plots.learning_curves(train_rows, val_rows, ft.metric_for_best_model, reports_dir / "learning_curves.png")
+    plots.learning_curves(train_rows, val_rows, ft.metric_for_best_model, reports_dir / "learning_curves.png",
+                          best_step=summary["best_step"])
     shutil.rmtree(checkpoint_dir, ignore_errors=True)  # finished: nothing left to resume
     return summary
 

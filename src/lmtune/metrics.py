@@ -22,6 +22,21 @@ def per_class_report(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) 
     return {name: {k: float(v) for k, v in report[name].items()} for name in labels}
 
 
+def precision_recall_points(y_true: np.ndarray, probs: np.ndarray, max_points: int = 200) -> list[dict[str, float]]:
+    """Precision-recall curve: of the positive class (id 1) for two labels, micro-averaged one-vs-rest otherwise.
+    Thinned to at most `max_points` points so plots stay light on large test sets."""
+    from sklearn.metrics import precision_recall_curve
+    from sklearn.preprocessing import label_binarize
+
+    if probs.shape[1] == 2:
+        truth, scores = (y_true == 1).astype(int), probs[:, 1]
+    else:
+        truth, scores = label_binarize(y_true, classes=list(range(probs.shape[1]))).ravel(), probs.ravel()
+    precision, recall, _ = precision_recall_curve(truth, scores)
+    keep = np.unique(np.linspace(0, len(recall) - 1, min(max_points, len(recall))).astype(int))
+    return [{"recall": round(float(recall[i]), 6), "precision": round(float(precision[i]), 6)} for i in keep]
+
+
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_labels: int) -> np.ndarray:
     """Confusion matrix, rows = actual, columns = predicted."""
     return confusion_matrix(y_true, y_pred, labels=list(range(n_labels)))

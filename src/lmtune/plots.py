@@ -18,18 +18,43 @@ def _save(fig: plt.Figure, path: Path) -> None:
     plt.close(fig)
 
 
-def learning_curves(train: list[dict], val: list[dict], metric: str, path: Path) -> None:
-    """Training loss and validation loss per step (left), and the validation metric (right)."""
+def learning_curves(train: list[dict], val: list[dict], metric: str, path: Path, best_step: int | None = None) -> None:
+    """Training loss and validation loss per step (left), the validation metric (right), the kept step marked."""
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(11, 4))
     ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss", alpha=0.8)
     if val:
         ax_loss.plot([r["step"] for r in val], [r["loss"] for r in val], "o-", label="validation loss")
         ax_metric.plot([r["step"] for r in val], [r.get(metric, np.nan) for r in val], "o-", color="tab:green")
+    if best_step:
+        for ax in (ax_loss, ax_metric):
+            ax.axvline(best_step, color="grey", linestyle="--", linewidth=1, label=f"best, kept (step {best_step})")
+        ax_metric.legend()
     ax_loss.set(xlabel="optimizer step", ylabel="loss", title="Loss")
     ax_loss.legend()
     ax_metric.set(xlabel="optimizer step", ylabel=metric, title=f"Validation {metric}")
     ax_metric.grid(alpha=0.3)
     ax_loss.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def per_class_f1(per_class: dict[str, dict[str, float]], path: Path) -> None:
+    """Horizontal F1 bars per label, with the support in the label, worst class at the top."""
+    items = sorted(per_class.items(), key=lambda kv: kv[1]["f1-score"])
+    fig, ax = plt.subplots(figsize=(7, max(2.5, 0.45 * len(items) + 1)))
+    names = [f"{name} (n={int(v['support'])})" for name, v in items]
+    scores = [v["f1-score"] for _, v in items]
+    ax.barh(names, scores, color="tab:blue")
+    for y, score in enumerate(scores):
+        ax.text(min(score + 0.01, 0.93), y, f"{score:.3f}", va="center")
+    ax.set(xlim=(0, 1), xlabel="F1 (test split)", title="F1 per class")
+    _save(fig, path)
+
+
+def precision_recall(points: list[dict[str, float]], title: str, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    ax.plot([p["recall"] for p in points], [p["precision"] for p in points], drawstyle="steps-post")
+    ax.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="recall", ylabel="precision", title=title)
+    ax.grid(alpha=0.3)
     _save(fig, path)
 
 

@@ -98,6 +98,7 @@ class EvalResult:
     metrics: dict[str, float]  # headline metrics for reports/metrics.json
     per_class: dict[str, dict[str, float]]  # per-label precision/recall/F1/support
     confusion: np.ndarray  # rows = actual, columns = predicted
+    pr_curve: list[dict[str, float]]  # precision-recall points (positive class, or micro-averaged)
     predictions: list[dict[str, Any]]  # one row per test example
 
 
@@ -111,4 +112,5 @@ def evaluate(model: Any, tokenizer: PreTrainedTokenizerBase, test: Dataset, labe
                    for text, t, p, pr in zip(test["text"], y_true, y_pred, probs)]
     return EvalResult(metrics=metrics.classification_metrics(y_true, y_pred, len(labels)),
                       per_class=metrics.per_class_report(y_true, y_pred, labels),
-                      confusion=metrics.confusion(y_true, y_pred, len(labels)), predictions=predictions)
+                      confusion=metrics.confusion(y_true, y_pred, len(labels)), predictions=predictions,
+                      pr_curve=metrics.precision_recall_points(y_true, probs))
