@@ -3,7 +3,7 @@ validation metric, and record the run in MLflow (params, per-step metrics, model
 
 dvc.yaml: python -m stages.fine_tune data/processed/splits models/model reports --checkpoints checkpoints/fine-tune
 In: the split DatasetDict. Out: model + tokenizer + lmtune.json + mlflow_run.json; reports/train.json,
-reports/curves/*.json, reports/learning_curves.png. Params: task, model, fine_tune, tracking.
+reports/live/ (DVCLive: per-step metrics), reports/learning_curves.png. Params: task, model, fine_tune, tracking.
 """
 from __future__ import annotations
 
@@ -56,7 +56,8 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, chec
     training.log_run_summary(args, data, sizes, precision, model.config._attn_implementation, resume_from)
     tracking_on = tracking_ok and args.process_index == 0
     stopper = training.StopOnSignal()
-    callbacks = [stopper, tracking.MlflowMetricsCallback()] if tracking_on else [stopper]
+    callbacks = [stopper, tracking.DvcLiveCallback(reports_dir / "live", resume=resume_from is not None)]
+    callbacks += [tracking.MlflowMetricsCallback()] if tracking_on else []
     trainer = training.build_trainer(model, args, data, tokenizer, spec.collator(
         tokenizer, ft.dynamic_padding, meta["max_length"]), spec.compute_metrics(labels), callbacks=callbacks,
         patience=ft.early_stopping_patience, group_by_length=ft.group_by_length)
@@ -79,8 +80,6 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, chec
                                                         "tracking_uri": tracking.tracking_uri()})
                 if params.tracking.log_model:
                     summary["registered_version"] = tracking.log_model(tmp, params.tracking.registered_model)
-    io.write_json(reports_dir / "curves" / "train.json", train_rows)
-    io.write_json(reports_dir / "curves" / "validation.json", val_rows)
     plots.learning_curves(train_rows, val_rows, ft.metric_for_best_model, reports_dir / "learning_curves.png",
                           best_step=summary["best_step"])
     shutil.rmtree(checkpoint_dir, ignore_errors=True)  # finished: nothing left to resume

@@ -106,6 +106,39 @@ class MlflowMetricsCallback(TrainerCallback):
             mlflow.log_metrics(numeric, step=state.global_step)
 
 
+class DvcLiveCallback(TrainerCallback):
+    """Training loss, learning rate and validation metrics per optimizer step into a DVCLive folder (rank 0 only),
+    written as training goes, where `dvc exp show`, `dvc plots show` and `dvc plots diff` find them.
+
+    dvc.yaml declares the folder; DVCLive itself neither edits dvc.yaml nor makes experiments here (the pipeline
+    already is one). A resumed run appends to the curves it has.
+    """
+
+    def __init__(self, directory: Path, resume: bool) -> None:
+        self.directory, self.resume, self.live = directory, resume, None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.is_world_process_zero:
+            from dvclive import Live
+
+            self.live = Live(str(self.directory), resume=self.resume, dvcyaml=False, save_dvc_exp=False)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if self.live is None or not logs:
+            return
+        self.live.step = state.global_step
+        for key, value in logs.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not key.endswith(
+                    ("_runtime", "_per_second")) and key not in ("epoch", "total_flos"):
+                name = f"eval/{key.removeprefix('eval_')}" if key.startswith("eval_") else f"train/{key}"
+                self.live.log_metric(name, float(value))
+        self.live.make_summary()
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.live is not None:
+            self.live.end()
+
+
 def log_model(model_dir: Path, registered_model: str) -> str | None:
     """Log the fine-tuned model once (not its checkpoints) as an MLflow pyfunc and register a new version."""
     import mlflow

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,27 @@ def test_push_then_fresh_clone_pull_is_up_to_date_and_the_pulled_model_predicts(
                             input="great phone\n", capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["label"] in {"negative", "neutral", "positive"}
+
+
+def test_queued_learning_rate_grid_runs_and_exp_show_compares_results(repo):
+    """The hyper-parameter search recipe from the README: queue a grid, start the queue, compare."""
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "--allow-empty", "-qm", "before grid")
+    sh(repo, "dvc", "exp", "run", "--queue", "-S", "fine_tune.learning_rate=1e-3,3e-4")
+    sh(repo, "dvc", "queue", "start", "-j", "1")
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        status = sh(repo, "dvc", "queue", "status")
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(3)
+    assert status.count("Success") == 2, status
+    table = json.loads(sh(repo, "dvc", "exp", "show", "--json").strip().splitlines()[-1])
+    results = [exp for commit in table for exp in (commit.get("experiments") or [])]
+    rates = set()
+    for exp in results:
+        data = exp["revs"][0]["data"]
+        rates.add(data["params"]["params.yaml"]["data"]["fine_tune"]["learning_rate"])
+        assert "accuracy" in data["metrics"]["reports/metrics.json"]["data"]
+        assert "f1_macro" in data["metrics"]["reports/live/metrics.json"]["data"]["eval"]
+    assert rates == {1e-3, 3e-4}

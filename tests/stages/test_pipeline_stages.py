@@ -101,8 +101,12 @@ def test_fine_tune_writes_model_info_curves_and_removes_checkpoints(pipeline):
     assert info["labels"] == ["negative", "neutral", "positive"] and info["task"] == "classification"
     summary = read(pipeline / "reports/train.json")
     assert math.isfinite(summary["train_loss"]) and summary["global_steps"] > 0
-    assert read(pipeline / "reports/curves/train.json")[0]["step"] >= 1
-    assert "f1_macro" in read(pipeline / "reports/curves/validation.json")[0]
+    live = pipeline / "reports/live"
+    train_loss = (live / "plots/metrics/train/loss.tsv").read_text().splitlines()
+    assert train_loss[0].split("\t") == ["step", "loss"] and len(train_loss) > 2
+    assert int(train_loss[1].split("\t")[0]) >= 1, "curves are indexed by optimizer step"
+    assert (live / "plots/metrics/eval/f1_macro.tsv").is_file()
+    assert "f1_macro" in read(live / "metrics.json")["eval"]
     assert (pipeline / "reports/learning_curves.png").stat().st_size > 1000
     assert not (pipeline / "checkpoints").exists(), "finished runs leave no checkpoints behind"
 
