@@ -53,7 +53,9 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, chec
     args = training.training_arguments(ft, checkpoint_dir, precision, has_validation=len(data["validation"]) > 0)
     with args.main_process_first(desc="checkpoints"):  # under DDP rank 0 clears stale checkpoints first
         resume_from = training.prepare_checkpoints(checkpoint_dir, fingerprint, ft.resume)
-    training.log_run_summary(args, data, sizes, precision, model.config._attn_implementation, resume_from)
+    settings = {"precision": precision, "attention": model.config._attn_implementation,
+                "batches": "length-grouped" if ft.group_by_length else "random", "lora rank": str(ft.lora_rank)}
+    training.log_run_summary(args, data, sizes, settings, resume_from)
     tracking_on = tracking_ok and args.process_index == 0
     stopper = training.StopOnSignal()
     callbacks = [stopper, tracking.DvcLiveCallback(reports_dir / "live", resume=resume_from is not None)]

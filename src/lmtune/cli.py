@@ -16,6 +16,7 @@ logger = logging.getLogger("lmtune")
 
 def setup_logging() -> None:
     """Readable INFO logs from lmtune; transformers, datasets and MLflow only speak up for warnings."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     rank0 = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 logs progress
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         level=logging.INFO if rank0 else logging.WARNING, force=True)
@@ -23,6 +24,7 @@ def setup_logging() -> None:
     import transformers
 
     transformers.logging.set_verbosity_warning()
+    transformers.utils.logging.disable_progress_bar()  # weight loading/saving bars; the training bar stays
     datasets.logging.set_verbosity_warning()
     for name in ("mlflow", "alembic", "urllib3", "filelock"):
         logging.getLogger(name).setLevel(logging.WARNING)

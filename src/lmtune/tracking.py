@@ -9,6 +9,7 @@ import hashlib
 import logging
 import os
 import subprocess
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -141,23 +142,30 @@ class DvcLiveCallback(TrainerCallback):
 
 def log_model(model_dir: Path, registered_model: str) -> str | None:
     """Log the fine-tuned model once (not its checkpoints) as an MLflow pyfunc and register a new version."""
-    import mlflow
-
     import pandas as pd
     from mlflow.models import infer_signature
+
+    signature = infer_signature(pd.DataFrame({"text": ["a review"]}), pd.DataFrame({"label": ["x"], "score": [0.5]}))
+    with warnings.catch_warnings():  # advice about type hints and input examples; the signature above covers it
+        warnings.simplefilter("ignore", UserWarning)
+        info = _log_pyfunc(model_dir, registered_model, signature)
+    version = getattr(info, "registered_model_version", None)
+    return str(version) if version is not None else None
+
+
+def _log_pyfunc(model_dir: Path, registered_model: str, signature: Any) -> Any:
+    import mlflow
 
     import lmtune
     from lmtune import serving
 
-    signature = infer_signature(pd.DataFrame({"text": ["a review"]}), pd.DataFrame({"label": ["x"], "score": [0.5]}))
-    info = mlflow.pyfunc.log_model(
+    logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)  # its CloudPickle notice: the class is ours
+    return mlflow.pyfunc.log_model(
         name="model", python_model=serving.LmtuneModel(), artifacts={"model_dir": str(model_dir)},
         code_paths=[str(Path(lmtune.__file__).parent)],  # loads where lmtune is not installed too
         pip_requirements=serving.pip_requirements(), registered_model_name=registered_model or None,
         signature=signature,
     )
-    version = getattr(info, "registered_model_version", None)
-    return str(version) if version is not None else None
 
 
 def log_to_run(run_id: str, metrics: dict[str, float], artifacts: list[Path]) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers import EarlyStoppingCallback, ProgressCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from lmtune.config import FineTuneParams
@@ -192,6 +192,25 @@ def prepare_checkpoints(checkpoint_dir: Path, fingerprint: dict[str, Any], resum
     return get_last_checkpoint(str(checkpoint_dir)) if resume and same else None
 
 
+class ProgressWithLoss(ProgressCallback):
+    """The training bar (rate, ETA) shows the latest loss; each validation prints one short line instead of the
+    raw log dicts. Full per-step metrics go to DVCLive and MLflow."""
+
+    def __init__(self, metric: str) -> None:
+        super().__init__()
+        self.metric = metric
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if not state.is_world_process_zero or self.training_bar is None or not logs:
+            return
+        if "loss" in logs:
+            self.training_bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
+        if "eval_loss" in logs:
+            shown = {k: logs[f"eval_{k}"] for k in dict.fromkeys(("loss", "accuracy", self.metric)) if f"eval_{k}" in logs}
+            self.training_bar.write(f"step {state.global_step} validation: " +
+                                    ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+
+
 class LmtuneTrainer(Trainer):
     """Trainer whose length grouping is ShuffledLengthGroupedSampler (see lmtune.sampling for why)."""
 
@@ -202,6 +221,8 @@ class LmtuneTrainer(Trainer):
         # forward takes **kwargs, so transformers 5 would otherwise assume a summed loss: it skips the division by
         # gradient accumulation steps and multiplies by the number of DDP processes (gradients k times too large).
         self.model_accepts_loss_kwargs = False
+        if self.pop_callback(ProgressCallback) is not None:  # absent when tqdm is disabled
+            self.add_callback(ProgressWithLoss(self.args.metric_for_best_model or "loss"))
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         if not self.group_by_length or self.args.world_size > 1:
@@ -232,7 +253,7 @@ def learning_curves(log_history: list[dict[str, Any]]) -> tuple[list[dict[str, f
     return train, val
 
 
-def log_run_summary(args: TrainingArguments, data: Any, sizes: dict[str, int], precision: str, attention: str,
+def log_run_summary(args: TrainingArguments, data: Any, sizes: dict[str, int], settings: dict[str, str],
                     resume_from: str | None) -> None:
     """The run's size math, before any heavy work (the nanoGPT / run_glue_no_trainer habit)."""
     n_train = len(data["train"])
@@ -244,8 +265,8 @@ def log_run_summary(args: TrainingArguments, data: Any, sizes: dict[str, int], p
                 args.per_device_train_batch_size, args.gradient_accumulation_steps, args.world_size)
     logger.info("  optimizer steps: about %d (epochs %s, max_steps %d)", steps, args.num_train_epochs, args.max_steps)
     logger.info("  parameters: %s trainable, %s frozen", f"{sizes['trainable_params']:,}", f"{sizes['frozen_params']:,}")
-    logger.info("  precision %s on %s, %d torch threads, sampling %s, attention %s", precision, args.device,
-                torch.get_num_threads(), args.train_sampling_strategy, attention)
+    logger.info("  on %s with %d torch threads; %s", args.device, torch.get_num_threads(),
+                ", ".join(f"{k} {v}" for k, v in settings.items()))
     if resume_from:
         logger.info("  resuming from %s", resume_from)
 

@@ -60,32 +60,30 @@ def test_params_with_typo_wrong_type_and_range_fail_before_any_work(tmp_path, ti
     tiny_params.write_text(text.replace("val_fraction: 0.2", "val_fraction: high"))
     result, out = run_clean(tmp_path, tiny_params, "text,label\na b,x\nc d,y\n")
     assert_clean_failure(result, out, "4 problem(s)", "clean.lowercas: unknown key (did you mean 'lowercase'?)",
-                         "split.val_fraction: must be float, got str 'high'", "clean.lowercase: missing key", "tokenize: max_length must be >= 8")
+                         "split.val_fraction: must be float, got str 'high'", "clean.lowercase: missing key",
+                         "tokenize: max_length must be >= 8")
+
+
+def split_failure(tmp_path: Path, params: Path, rows: list[str]) -> str:
+    """Clean and tokenize `rows` (which must pass), then run split, which must fail cleanly; return its stderr."""
+    result, _ = run_clean(tmp_path, params, "\n".join(rows) + "\n")
+    assert result.returncode == 0, result.stderr
+    p = ["--params", str(params)]
+    run_module("stages.tokenize", str(tmp_path / "interim"), str(tmp_path / "tok"), str(tmp_path / "t.json"), *p,
+               check=True)
+    result = run_module("stages.split", str(tmp_path / "tok"), str(tmp_path / "splits"), str(tmp_path / "s.json"), *p)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert not (tmp_path / "splits").exists()
+    return result.stderr
 
 
 def test_split_with_a_class_too_small_to_stratify_names_the_class(tmp_path, tiny_params):
     rows = ["text,label"] + [f"text number {i},{'a' if i < 10 else 'b'}" for i in range(20)] + ["lonely one,c"]
-    result, _ = run_clean(tmp_path, tiny_params, "\n".join(rows) + "\n")
-    assert result.returncode == 0, result.stderr
-    p = ["--params", str(tiny_params)]
-    run_module("stages.tokenize", str(tmp_path / "interim"), str(tmp_path / "tok"), str(tmp_path / "t.json"), *p,
-               check=True)
-    result = run_module("stages.split", str(tmp_path / "tok"), str(tmp_path / "splits"), str(tmp_path / "s.json"), *p)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "Classes with too few examples: {'c': 1}" in result.stderr
-    assert not (tmp_path / "splits").exists()
+    assert "Classes with too few examples: {'c': 1}" in split_failure(tmp_path, tiny_params, rows)
 
 
 def test_label_seen_only_in_the_test_split_is_refused(tmp_path, tiny_model):
-    tiny_params = write_params(tmp_path / "params.yaml", {**tiny_overrides(tiny_model), "task.split_column": "part"})
+    params = write_params(tmp_path / "params.yaml", {**tiny_overrides(tiny_model), "task.split_column": "part"})
     rows = ["text,label,part"] + [f"review number {i},{'good' if i % 2 else 'bad'},train" for i in range(8)] + [
         "a fine one,good,test", "so so,meh,test"]
-    result, _ = run_clean(tmp_path, tiny_params, "\n".join(rows) + "\n")
-    assert result.returncode == 0, result.stderr
-    p = ["--params", str(tiny_params)]
-    run_module("stages.tokenize", str(tmp_path / "interim"), str(tmp_path / "tok"), str(tmp_path / "t.json"), *p,
-               check=True)
-    result = run_module("stages.split", str(tmp_path / "tok"), str(tmp_path / "splits"), str(tmp_path / "s.json"), *p)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "label 'meh' has no train rows (only in test)" in result.stderr
-    assert not (tmp_path / "splits").exists()
+    assert "label 'meh' has no train rows (only in test)" in split_failure(tmp_path, params, rows)
