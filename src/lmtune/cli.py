@@ -56,8 +56,11 @@ def run_stage(main: Callable[[], None]) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
+    import transformers
+
     from lmtune.inference import Predictor
 
+    transformers.utils.logging.disable_progress_bar()  # stdout is JSON lines; keep stderr quiet too
     if not (args.model / "lmtune.json").is_file():
         raise LmtuneError(f"{args.model}: not a model written by the fine-tune stage (no lmtune.json); "
                           f"run `dvc repro` or pass --model")
