@@ -13,7 +13,6 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
-SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
 
 # Offline guard: a stray download or a write to the real tracking store fails loudly.
 os.environ["HF_HUB_OFFLINE"] = "1"

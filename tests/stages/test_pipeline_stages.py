@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from datasets import load_from_disk
 from mlflow.tracking import MlflowClient
+from safetensors.torch import load_file
 
 from lmtune import cli
 from stages import clean, evaluate, fine_tune, split, tokenize
@@ -181,8 +182,8 @@ def test_lora_trains_few_params_keeps_the_adapter_and_writes_a_merged_model(pipe
     full = read(pipeline / "reports/train.json")
     assert summary["trainable_params"] < full["trainable_params"] / 4
     assert (tmp_path / "model/adapter/adapter_config.json").is_file()
-    assert not any("lora" in key for key in __import__("safetensors.torch", fromlist=["x"]).load_file(
-        str(tmp_path / "model/model.safetensors"))), "the saved model is merged: plain weights, no LoRA layers"
+    weights = load_file(str(tmp_path / "model/model.safetensors"))
+    assert not any("lora" in key for key in weights), "the saved model is merged: plain weights, no LoRA layers"
     evaluate.main([str(pipeline / "splits"), str(tmp_path / "model"), str(tmp_path / "reports"), *p])
     assert 0 <= read(tmp_path / "reports/metrics.json")["accuracy"] <= 1
 

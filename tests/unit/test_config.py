@@ -1,4 +1,6 @@
 """params.yaml is typed and validated once: every problem reported together, before any work."""
+import re
+
 import pytest
 import yaml
 
@@ -72,7 +74,7 @@ def test_every_params_group_in_dvc_yaml_exists_and_every_stage_module_is_a_dep()
         module = stage["cmd"].split()[2]  # python -m stages.<name>
         assert module.replace(".", "/") + ".py" in stage["deps"], name
         source = (ROOT / (module.replace(".", "/") + ".py")).read_text()
-        for imported in set(__import__("re").findall(r"from lmtune(?:\.(\w+))? import ([\w, ]+)", source)):
+        for imported in set(re.findall(r"from lmtune(?:\.(\w+))? import ([\w, ]+)", source)):
             modules = [imported[0]] if imported[0] else [m.strip() for m in imported[1].split(",")]
             for mod in modules:
                 path = f"src/lmtune/{mod}.py"
