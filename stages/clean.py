@@ -1,7 +1,7 @@
 """Clean labelled data: normalise texts, drop unusable rows (each written out with its reason), map labels to ids.
 
 dvc.yaml: python -m stages.clean data/demo/reviews.csv data/interim reports/clean.json
-In: a CSV, TSV, JSONL or Parquet file. Out: data.parquet, meta.json (labels, lowercase), rejected.csv; counts in a metrics JSON.
+In: the task's input file (CSV, TSV, JSONL, Parquet; CoNLL for ner, SQuAD JSON for qa, line-aligned text for seq2seq). Out: data.parquet, meta.json (labels, lowercase), rejected.csv; counts in a metrics JSON.
 Params: task, clean.
 """
 from __future__ import annotations
@@ -25,14 +25,13 @@ def run(params: Params, in_path: Path, out_dir: Path) -> dict:
         result.kept.to_parquet(tmp / "data.parquet", index=False)
         result.rejected.to_csv(tmp / "rejected.csv", index=False)
         io.write_json(tmp / META_FILE, {"labels": result.labels, "lowercase": params.clean.lowercase})
-    label_counts = result.kept["label"].value_counts()
     return {
         "rows_in": len(result.kept) + len(result.rejected),
         "rows_kept": len(result.kept),
         "rows_rejected": len(result.rejected),
         "rejected_by_reason": {k: int(v) for k, v in result.rejected["reason"].value_counts().sort_index().items()},
         "num_labels": len(result.labels),
-        "label_counts": {name: int(label_counts.get(name, 0)) for name in result.labels},
+        **result.summary,
     }
 
 

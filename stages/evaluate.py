@@ -1,9 +1,10 @@
-"""Evaluate the fine-tuned model on the test split (fp32): metrics, per-class report, confusion matrix,
-predictions, a train/test leakage check; metrics and plots are added to the fine-tune's MLflow run.
+"""Evaluate the fine-tuned model on the test split (fp32) with the task's metrics, reports, predictions and plots,
+plus a train/test leakage check; metrics and plots are added to the fine-tune's MLflow run.
 
 dvc.yaml: python -m stages.evaluate data/processed/splits models/model reports
-In: the split DatasetDict and the model directory. Out: reports/metrics.json (DVC metrics), per_class.json,
-predictions.jsonl, plots/*.json (confusion, per-class F1, precision-recall) and their PNGs. Params: task, evaluate, tracking.
+In: the split DatasetDict and the model directory. Out: reports/metrics.json (DVC metrics); reports/eval/ (task
+reports such as per_class.json, predictions.jsonl, figures/*.png); reports/plots/<kind>/test.json (plot data drawn by
+dvc.yaml's `plots:`). Params: task, the task's section, evaluate, tracking.
 """
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ from pathlib import Path
 from datasets import load_from_disk
 from transformers import AutoTokenizer
 
-from lmtune import io, plots, tracking
+from lmtune import io, tracking
 from lmtune.cli import run_stage, setup_logging, stage_parser
 from lmtune.config import Params, load_params
 from lmtune.errors import DataError
 from lmtune.io import INFO_FILE
-from lmtune.tasks import TASKS
+from lmtune.tasks import PLOT_KINDS, TASKS
 from lmtune.text import normalize_text
 
 logger = logging.getLogger(__name__)
@@ -46,26 +47,27 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path) -> d
     spec, info = TASKS[params.task.name], io.read_json(model_dir / INFO_FILE)
     model = spec.load_model(str(model_dir), info["labels"], "main")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    result = spec.evaluate(model, tokenizer, data["test"], info["labels"], params.evaluate.batch_size)
+    result = spec.evaluate(model, tokenizer, data["test"], info["labels"], params)
     metrics = {k: round(v, 6) for k, v in result.metrics.items()}
-    metrics |= {"test_examples": len(data["test"]), "leaked_test_texts": len(leaks)}
-    io.write_json(reports_dir / "per_class.json", result.per_class)
-    io.write_jsonl(reports_dir / "predictions.jsonl", result.predictions)
-    io.write_json(reports_dir / "plots" / "confusion.json",
-                  [{"actual": p["label"], "predicted": p["predicted"]} for p in result.predictions])
-    io.write_json(reports_dir / "plots" / "per_class_f1.json",
-                  [{"label": name, "f1": round(v["f1-score"], 6)} for name, v in result.per_class.items()])
-    io.write_json(reports_dir / "plots" / "precision_recall.json", result.pr_curve)
-    plots.confusion_matrix(result.confusion, info["labels"], reports_dir / "confusion_matrix.png")
-    plots.per_class_f1(result.per_class, reports_dir / "per_class_f1.png")
-    pr_title = f"Precision-recall ({info['labels'][1]!r} vs rest)" if len(info["labels"]) == 2 else \
-        "Precision-recall (micro-average, one-vs-rest)"
-    plots.precision_recall(result.pr_curve, pr_title, reports_dir / "precision_recall.png")
+    metrics |= {"test_examples": len(set(data["test"]["example_id"])), "leaked_test_texts": len(leaks)}
+    eval_dir, plots_dir = reports_dir / "eval", reports_dir / "plots"
+    with io.atomic_path(eval_dir) as tmp:  # replaced whole, so no file of an earlier task or run lingers
+        tmp.mkdir()
+        for name, document in result.reports.items():
+            io.write_json(tmp / f"{name}.json", document)
+        io.write_jsonl(tmp / "predictions.jsonl", result.predictions)
+        (tmp / "figures").mkdir()
+        for name, draw in result.figures.items():
+            draw(tmp / "figures" / name)
+    with io.atomic_path(plots_dir) as tmp:
+        for kind in PLOT_KINDS:  # every kind's directory exists; DVC skips the empty ones
+            (tmp / kind).mkdir(parents=True)
+            if kind in result.plots:
+                io.write_json(tmp / kind / "test.json", result.plots[kind])
     io.write_json(reports_dir / "metrics.json", metrics)
     if tracking_on:
-        artifacts = [reports_dir / name for name in ("metrics.json", "per_class.json", "confusion_matrix.png",
-                                                     "per_class_f1.png", "precision_recall.png",
-                                                     "learning_curves.png") if (reports_dir / name).is_file()]
+        artifacts = [reports_dir / "metrics.json", *sorted(p for p in eval_dir.rglob("*") if p.suffix in (".json", ".png"))]
+        artifacts += [reports_dir / "learning_curves.png"] if (reports_dir / "learning_curves.png").is_file() else []
         tracking.log_to_run(io.read_json(run_file)["run_id"], {f"test_{k}": v for k, v in metrics.items()}, artifacts)
     return metrics
 

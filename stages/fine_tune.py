@@ -27,6 +27,7 @@ from lmtune.io import INFO_FILE, META_FILE
 from lmtune.tasks import TASKS
 
 logger = logging.getLogger(__name__)
+INFERENCE_PARAMS = ("task", "clean", "tokenize", "ner", "multilabel", "qa", "seq2seq")  # saved with the model
 
 
 def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, checkpoint_dir: Path) -> dict:
@@ -50,7 +51,11 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, chec
                "base_model": params.model.name_or_path}
     fingerprint = {**{k: dataclasses.asdict(getattr(params, k)) for k in ("task", "model", "fine_tune")},
                    "data_md5": data_md5}
-    args = training.training_arguments(ft, checkpoint_dir, precision, has_validation=len(data["validation"]) > 0)
+    metric = spec.default_metric if ft.metric_for_best_model == "auto" else ft.metric_for_best_model
+    generation = {"num_beams": params.seq2seq.num_beams, "max_new_tokens": params.seq2seq.max_new_tokens} \
+        if spec.generates else None
+    args = training.training_arguments(ft, checkpoint_dir, precision, has_validation=len(data["validation"]) > 0,
+                                       metric=metric, generation=generation)
     with args.main_process_first(desc="checkpoints"):  # under DDP rank 0 clears stale checkpoints first
         resume_from = training.prepare_checkpoints(checkpoint_dir, fingerprint, ft.resume)
     settings = {"precision": precision, "attention": model.config._attn_implementation,
@@ -60,8 +65,9 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, chec
     stopper = training.StopOnSignal()
     callbacks = [stopper, tracking.DvcLiveCallback(reports_dir / "live", resume=resume_from is not None)]
     callbacks += [tracking.MlflowMetricsCallback()] if tracking_on else []
-    trainer = training.build_trainer(model, args, data, tokenizer, spec.collator(
-        tokenizer, ft.dynamic_padding, meta["max_length"]), spec.compute_metrics(labels), callbacks=callbacks,
+    trainer = training.build_trainer(
+        model, args, data, tokenizer, spec.collator(tokenizer, model, params, meta["max_length"]),
+        spec.compute_metrics(labels, params, data["validation"], tokenizer), callbacks=callbacks,
         patience=ft.early_stopping_patience, group_by_length=ft.group_by_length)
     run_ctx = tracking.start_run(params.tracking.experiment, flatten(params), lineage) if tracking_on \
         else contextlib.nullcontext(None)
@@ -76,13 +82,15 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, chec
         train_rows, val_rows = training.learning_curves(trainer.state.log_history)
         with io.atomic_path(model_dir) as tmp:
             training.save_model(trainer, tmp)
-            io.write_json(tmp / INFO_FILE, {**meta, **lineage})
+            io.write_json(tmp / INFO_FILE, {**meta, **lineage, "params": {
+                section: dataclasses.asdict(getattr(params, section)) for section in INFERENCE_PARAMS}})
             if mlflow_run is not None:
                 io.write_json(tmp / tracking.RUN_FILE, {"run_id": mlflow_run.info.run_id,
                                                         "tracking_uri": tracking.tracking_uri()})
                 if params.tracking.log_model:
-                    summary["registered_version"] = tracking.log_model(tmp, params.tracking.registered_model)
-    plots.learning_curves(train_rows, val_rows, ft.metric_for_best_model, reports_dir / "learning_curves.png",
+                    summary["registered_version"] = tracking.log_model(tmp, params.tracking.registered_model,
+                                                                       spec.input_fields)
+    plots.learning_curves(train_rows, val_rows, metric, reports_dir / "learning_curves.png",
                           best_step=summary["best_step"])
     shutil.rmtree(checkpoint_dir, ignore_errors=True)  # finished: nothing left to resume
     return summary

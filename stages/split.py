@@ -41,8 +41,8 @@ def run(params: Params, in_dir: Path, out_dir: Path) -> dict:
         if len(members[name]) == 0:
             raise DataError(f"{in_dir}: the {name} split is empty; check the split column values or fractions")
     splits = DatasetDict({name: ds.select(np.flatnonzero(np.isin(example_ids, ids))) for name, ids in members.items()})
-    summary = {name: {"examples": len(part)} for name, part in splits.items()}
-    if "labels" in ds.column_names and np.asarray(ds["labels"]).ndim == 1:
+    summary = {name: {"examples": len(ids), "rows": len(splits[name])} for name, ids in members.items()}
+    if labels and "labels" in ds.column_names and np.asarray(ds["labels"]).ndim == 1:
         for name, part in splits.items():
             counts = Counter(part["labels"])
             summary[name]["label_counts"] = {label: int(counts.get(i, 0)) for i, label in enumerate(labels)}

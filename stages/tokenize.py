@@ -25,10 +25,11 @@ logger = logging.getLogger(__name__)
 def run(params: Params, in_dir: Path, out_dir: Path) -> dict:
     tokenizer = models.load_tokenizer(params.model.name_or_path, params.model.revision)
     ds = Dataset(pq.read_table(in_dir / "data.parquet"))
-    tokenized, stats = TASKS[params.task.name].tokenize(ds, tokenizer, params)
+    meta = io.read_json(in_dir / META_FILE)
+    tokenized, stats = TASKS[params.task.name].tokenize(ds, tokenizer, params, meta["labels"])
     with io.atomic_path(out_dir) as tmp:
         io.save_dataset(tokenized, tmp)
-        io.write_json(tmp / META_FILE, {**io.read_json(in_dir / META_FILE), "max_length": params.tokenize.max_length})
+        io.write_json(tmp / META_FILE, {**meta, "max_length": params.tokenize.max_length})
     lengths = np.asarray(tokenized["length"])
     return {"examples": len(tokenized), **stats, "max_length": params.tokenize.max_length,
             "tokens_mean": round(float(lengths.mean()), 2), "tokens_p95": int(np.percentile(lengths, 95))}
@@ -41,8 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     logger.info("model=%s tokenize=%s", params.model, params.tokenize)
     summary = run(params, args.in_dir, args.out_dir)
     io.write_json(args.metrics, summary)
-    logger.info("tokenized %d examples; %d truncated to %d tokens", summary["examples"],
-                summary["truncated_texts"], summary["max_length"])
+    logger.info("tokenized: %s", summary)
 
 
 if __name__ == "__main__":

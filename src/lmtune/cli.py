@@ -67,18 +67,26 @@ def _predict(args: argparse.Namespace) -> None:
     source = open(args.input, encoding="utf-8") if args.input else sys.stdin
     with source:
         lines = [line.rstrip("\n") for line in source if line.strip()]
-    texts = [json.loads(line)["text"] if line.lstrip().startswith("{") else line for line in lines]
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            records.append(json.loads(line) if line.lstrip().startswith("{") else {"text": line})
+        except json.JSONDecodeError as err:
+            raise LmtuneError(f"{args.input or 'stdin'}: input line {number} is not valid JSON ({err.msg}); "
+                              f"give one JSON object or one plain text per line") from None
     predictor = Predictor(args.model, batch_size=args.batch_size)
-    for row in predictor.predict(texts):
+    for row in predictor.predict(records):
         print(json.dumps(row, ensure_ascii=False))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="lmtune", description="lmtune command-line tools")
     sub = parser.add_subparsers(dest="command", required=True)
-    predict = sub.add_parser("predict", help="label texts with a fine-tuned model; JSON lines out",
-                             description="Reads one text per line (or JSON lines with a 'text' field) from "
-                                         "--input or stdin and prints one JSON object per text.")
+    predict = sub.add_parser("predict", help="predict with a fine-tuned model; JSON lines in and out",
+                             description="Reads one text per line, or one JSON object per line with the task's "
+                                         "input fields (text; question and context for qa; source or text for "
+                                         "seq2seq; tokens or text for ner), from --input or stdin, and prints the "
+                                         "input with the prediction added as one JSON object per line.")
     predict.add_argument("--model", type=Path, default=Path("models/model"), help="fine-tuned model directory")
     predict.add_argument("--input", type=Path, help="text or JSONL file (default: stdin)")
     predict.add_argument("--batch-size", type=int, default=64)

@@ -33,10 +33,41 @@ class ModelParams:
 
 @dataclass(frozen=True)
 class CleanParams:
-    input_format: Literal["auto", "csv", "tsv", "jsonl", "parquet"]
+    input_format: Literal["auto", "csv", "tsv", "jsonl", "parquet", "conll", "squad", "text"]
     encoding: str  # text encoding of CSV/TSV/JSONL input, e.g. utf-8, latin-1, gbk
     lowercase: bool
     min_chars: int  # texts shorter than this after normalisation are dropped
+
+
+@dataclass(frozen=True)
+class NerParams:
+    conll_tag_column: int  # which whitespace-separated CoNLL column holds the tag; -1 = the last
+    label_all_tokens: bool  # true: every sub-word of a word carries its tag; false: the first (the rest are ignored)
+
+
+@dataclass(frozen=True)
+class MultilabelParams:
+    label_separator: str  # separates labels inside one CSV/TSV cell, e.g. "|"; JSONL may hold lists instead
+    threshold: float  # sigmoid probability at or above which a label is predicted
+
+
+@dataclass(frozen=True)
+class QaParams:
+    question_column: str
+    context_column: str
+    answers_column: str  # {"text": [...], "answer_start": [...]} per row (SQuAD's layout)
+    stride: int  # tokens shared by neighbouring windows of a long context
+    max_answer_length: int  # longest answer span considered, in tokens
+    n_best: int  # start/end candidates per window scanned in post-processing
+
+
+@dataclass(frozen=True)
+class Seq2SeqParams:
+    target_file: str  # with clean.input_format: text, the line-aligned target file (the input is the source file)
+    source_prefix: str  # prepended to every source, e.g. "summarize: " for T5
+    max_target_length: int  # target tokens kept for training
+    num_beams: int  # beam search width at validation, test and prediction time
+    max_new_tokens: int  # generated tokens at most
 
 
 @dataclass(frozen=True)
@@ -79,7 +110,7 @@ class FineTuneParams:
     eval_steps: int  # used when eval_strategy is "steps"
     logging_steps: int
     early_stopping_patience: int  # evaluations without improvement before stopping; 0 disables
-    metric_for_best_model: str  # a validation metric name, e.g. f1_macro, accuracy, loss
+    metric_for_best_model: str  # a validation metric name (f1_macro, accuracy, loss, ...); auto = the task's default
     group_by_length: bool
     dynamic_padding: bool
     torch_compile: bool
@@ -109,6 +140,10 @@ class Params:
     task: TaskParams
     model: ModelParams
     clean: CleanParams
+    ner: NerParams
+    multilabel: MultilabelParams
+    qa: QaParams
+    seq2seq: Seq2SeqParams
     tokenize: TokenizeParams
     split: SplitParams
     fine_tune: FineTuneParams
@@ -140,6 +175,12 @@ _RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("fine_tune", lambda s: s.num_processes >= 1, "num_processes must be >= 1"),
     ("fine_tune", lambda s: s.save_total_limit >= 1, "save_total_limit must be >= 1"),
     ("evaluate", lambda s: s.batch_size >= 1, "batch_size must be >= 1"),
+    ("multilabel", lambda s: 0 < s.threshold < 1, "threshold must lie in (0, 1)"),
+    ("multilabel", lambda s: s.label_separator != "", "label_separator must not be empty"),
+    ("qa", lambda s: s.stride >= 0 and s.max_answer_length >= 1 and s.n_best >= 1,
+     "stride must be >= 0, max_answer_length and n_best >= 1"),
+    ("seq2seq", lambda s: s.num_beams >= 1 and s.max_new_tokens >= 1 and s.max_target_length >= 1,
+     "num_beams, max_new_tokens and max_target_length must be >= 1"),
 ]
 
 
@@ -202,6 +243,9 @@ def params_from_dict(raw: Any, source: str = "params.yaml") -> Params:
     for name, check, message in _RULES:
         if built.get(name) is not None and not check(built[name]):
             problems.append(f"{name}: {message}")
+    if built.get("qa") is not None and built.get("tokenize") is not None and \
+            built["qa"].stride >= built["tokenize"].max_length // 2:
+        problems.append("qa.stride: must be less than half of tokenize.max_length, or windows barely advance")
     if built.get("task") is not None:
         from lmtune.tasks import TASKS  # local import: tasks import heavy libraries
 

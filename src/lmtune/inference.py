@@ -7,10 +7,10 @@ from typing import Any
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
+from transformers import AutoTokenizer, DataCollatorWithPadding
 
+from lmtune.errors import LmtuneError
 from lmtune.io import INFO_FILE, read_json
-from lmtune.text import normalize_text
 
 
 @torch.inference_mode()
@@ -41,23 +41,24 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 class Predictor:
-    """Labels raw texts with a fine-tuned model directory written by the fine-tune stage."""
+    """Predicts with a fine-tuned model directory written by the fine-tune stage, for any task: each input record
+    (a dict with the task's input fields, e.g. text, or question and context) gets the task's prediction fields."""
 
     def __init__(self, model_dir: str | Path, batch_size: int = 64):
+        from lmtune.tasks import TASKS
+
         self.model_dir = Path(model_dir)
         self.info = read_json(self.model_dir / INFO_FILE)
+        self.spec = TASKS[self.info.get("task", "classification")]
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-        self.model = AutoModelForSequenceClassification.from_pretrained(self.model_dir).eval()
+        self.model = self.spec.load_model(str(self.model_dir), self.info["labels"], "main").eval()
         self.batch_size = batch_size
 
-    def predict(self, texts: list[str]) -> list[dict[str, Any]]:
-        clean = [normalize_text(t, self.info["lowercase"]) for t in texts]
-        enc = self.tokenizer(clean, truncation=True, max_length=self.info["max_length"],
-                             return_token_type_ids=False)
-        features = [{"input_ids": ids, "attention_mask": mask}
-                    for ids, mask in zip(enc["input_ids"], enc["attention_mask"])]
-        probs = softmax(batched_logits(self.model, self.tokenizer, features, self.batch_size))
-        labels = self.info["labels"]
-        return [{"text": text, "label": labels[int(p.argmax())], "score": round(float(p.max()), 6),
-                 "scores": {name: round(float(s), 6) for name, s in zip(labels, p)}}
-                for text, p in zip(texts, probs)]
+    def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for i, record in enumerate(records, start=1):
+            missing = [f for f in self.spec.input_fields if f not in record]
+            if missing:
+                raise LmtuneError(f"input record {i}: missing field(s) {missing}; a {self.spec.name} model needs "
+                                  f"{list(self.spec.input_fields)}")
+        rows = self.spec.predict(self.model, self.tokenizer, records, self.info, self.batch_size)
+        return [{**record, **row} for record, row in zip(records, rows)]

@@ -16,7 +16,8 @@ from lmtune.errors import DataError
 
 INFO_FILE = "lmtune.json"  # written next to the fine-tuned model: task, labels, text normalisation, lineage
 META_FILE = "meta.json"  # travels with the data from clean onwards: labels, lowercase, max_length
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet",
+           ".conll": "conll"}
 
 
 def detect_format(path: Path, input_format: str) -> str:
@@ -25,7 +26,7 @@ def detect_format(path: Path, input_format: str) -> str:
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise DataError(f"{path}: cannot tell the format from the suffix {path.suffix!r}; "
-                        f"set clean.input_format to one of csv, tsv, jsonl, parquet")
+                        f"set clean.input_format (csv, tsv, jsonl, parquet, conll, squad or text)")
     return fmt
 
 

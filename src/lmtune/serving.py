@@ -1,5 +1,7 @@
 """The MLflow pyfunc wrapper: a registered lmtune model loads with `mlflow.pyfunc.load_model("models:/NAME/VERSION")`
-and serves with `mlflow models serve`. Input: a DataFrame with a `text` column (or a list of strings)."""
+and serves with `mlflow models serve`. Input: a DataFrame with the task's input columns (`text` for classification;
+`question` and `context` for qa, ...), or a list of strings for single-text tasks. Output: one row per input with the
+prediction fields (label and score, entities, answer, generated text, ...)."""
 from __future__ import annotations
 
 import mlflow.pyfunc
@@ -14,12 +16,12 @@ class LmtuneModel(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input, params=None):  # noqa: ANN001 - see load_context
         if isinstance(model_input, pd.DataFrame):
-            column = "text" if "text" in model_input.columns else model_input.columns[0]
-            texts = model_input[column].astype(str).tolist()
+            records = model_input.to_dict(orient="records")
         else:
-            texts = [str(t) for t in model_input]
-        rows = self.predictor.predict(texts)
-        return pd.DataFrame([{"label": r["label"], "score": r["score"]} for r in rows])
+            records = [{self.predictor.spec.input_fields[0]: str(t)} for t in model_input]
+        rows = self.predictor.predict(records)
+        inputs = set(self.predictor.spec.input_fields)
+        return pd.DataFrame([{k: v for k, v in row.items() if k not in inputs and k != "scores"} for row in rows])
 
 
 def pip_requirements() -> list[str]:

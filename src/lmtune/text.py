@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -62,7 +62,8 @@ def clean_labelled_texts(df: pd.DataFrame, lowercase: bool, min_chars: int) -> t
 class CleanResult:
     kept: pd.DataFrame  # one row per usable example, with the task's columns and `row` (1-based input row)
     rejected: pd.DataFrame  # columns row, reason, label, text: every dropped row and why
-    labels: list[str]  # sorted label names; ids are positions in this list
+    labels: list[str]  # sorted label names; ids are positions in this list ([] when the task has no label set)
+    summary: dict = field(default_factory=dict)  # task figures for reports/clean.json, e.g. label_counts
 
 
 def require_columns(df: pd.DataFrame, path: Path, columns: dict[str, str]) -> None:

@@ -140,12 +140,13 @@ class DvcLiveCallback(TrainerCallback):
             self.live.end()
 
 
-def log_model(model_dir: Path, registered_model: str) -> str | None:
-    """Log the fine-tuned model once (not its checkpoints) as an MLflow pyfunc and register a new version."""
+def log_model(model_dir: Path, registered_model: str, input_fields: tuple[str, ...]) -> str | None:
+    """Log the fine-tuned model once (not its checkpoints) as an MLflow pyfunc and register a new version;
+    its input signature is the task's input fields, as string columns."""
     import pandas as pd
     from mlflow.models import infer_signature
 
-    signature = infer_signature(pd.DataFrame({"text": ["a review"]}), pd.DataFrame({"label": ["x"], "score": [0.5]}))
+    signature = infer_signature(pd.DataFrame({name: ["some text"] for name in input_fields}))
     with warnings.catch_warnings():  # advice about type hints and input examples; the signature above covers it
         warnings.simplefilter("ignore", UserWarning)
         info = _log_pyfunc(model_dir, registered_model, signature)

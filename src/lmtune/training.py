@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import EarlyStoppingCallback, ProgressCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers import EarlyStoppingCallback, ProgressCallback, Seq2SeqTrainer, Seq2SeqTrainingArguments, Trainer, \
+    TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from lmtune.config import FineTuneParams
@@ -72,10 +73,20 @@ def _world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def training_arguments(ft: FineTuneParams, output_dir: Path, precision: str, has_validation: bool) -> TrainingArguments:
-    """Map fine_tune params onto TrainingArguments explicitly, field by field."""
+LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse")  # validation metrics where smaller wins
+
+
+def training_arguments(ft: FineTuneParams, output_dir: Path, precision: str, has_validation: bool, metric: str,
+                       generation: dict[str, int] | None = None) -> TrainingArguments:
+    """Map fine_tune params onto TrainingArguments explicitly, field by field. `metric` is the validation metric that
+    picks the kept checkpoint; `generation` ({num_beams, max_new_tokens}) makes them Seq2SeqTrainingArguments that
+    generate text during validation."""
     keep_best = has_validation
-    return TrainingArguments(
+    extra: dict[str, Any] = {}
+    if generation is not None:
+        extra = {"predict_with_generate": True, "generation_num_beams": generation["num_beams"],
+                 "generation_max_length": generation["max_new_tokens"] + 1}  # + the decoder start token
+    return (Seq2SeqTrainingArguments if generation is not None else TrainingArguments)(
         output_dir=str(output_dir),
         num_train_epochs=ft.epochs,
         max_steps=ft.max_steps if ft.max_steps > 0 else -1,
@@ -99,7 +110,8 @@ def training_arguments(ft: FineTuneParams, output_dir: Path, precision: str, has
         save_steps=ft.eval_steps,
         save_total_limit=ft.save_total_limit,
         load_best_model_at_end=keep_best,
-        metric_for_best_model=ft.metric_for_best_model if keep_best else None,
+        metric_for_best_model=metric if keep_best else None,
+        greater_is_better=metric not in LOWER_IS_BETTER,
         logging_strategy="steps",
         logging_steps=ft.logging_steps,
         logging_first_step=True,
@@ -110,6 +122,7 @@ def training_arguments(ft: FineTuneParams, output_dir: Path, precision: str, has
         dataloader_num_workers=0,
         report_to=[],  # MLflow logging is ours (lmtune.tracking), so it is explicit and rank-0 only
         disable_tqdm=False,
+        **extra,
     )
 
 
@@ -232,11 +245,16 @@ class LmtuneTrainer(Trainer):
                                             seed=self.args.data_seed or self.args.seed)
 
 
+class LmtuneSeq2SeqTrainer(LmtuneTrainer, Seq2SeqTrainer):
+    """LmtuneTrainer that generates text during validation (sequence-to-sequence tasks)."""
+
+
 def build_trainer(model: Any, args: TrainingArguments, data: Any, tokenizer: Any, collator: Any,
                   compute_metrics: Any, callbacks: list[Any], patience: int, group_by_length: bool) -> Trainer:
     if patience and args.load_best_model_at_end:
         callbacks = [*callbacks, EarlyStoppingCallback(early_stopping_patience=patience)]
-    return LmtuneTrainer(model=model, args=args, train_dataset=data["train"],
+    trainer_class = LmtuneSeq2SeqTrainer if isinstance(args, Seq2SeqTrainingArguments) else LmtuneTrainer
+    return trainer_class(model=model, args=args, train_dataset=data["train"],
                    eval_dataset=data["validation"] if args.eval_strategy != "no" else None,
                    processing_class=tokenizer, data_collator=collator, compute_metrics=compute_metrics,
                    callbacks=callbacks, group_by_length=group_by_length)

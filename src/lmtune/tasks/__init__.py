@@ -1,7 +1,19 @@
 """Task registry: everything that differs between tasks lives in a TaskSpec, so stages never branch on task.
 
 A stage does `spec = TASKS[params.task.name]` and calls the spec's functions. Adding a task means writing
-one module with these functions and one entry below.
+one module with these functions and one entry below. The contract between stages:
+
+- clean(path, params) -> CleanResult (lmtune.text): `kept` has a `row` column (1-based input row) and, with a
+  split column, `split`; `rejected` has row, reason, label, text; `labels` are the label names (ids = positions;
+  [] for tasks without a label set); `summary` holds task figures for reports/clean.json.
+- tokenize(ds, tokenizer, params, labels) -> (Dataset, stats): one row per model input (a QA example may give
+  several windows) with `example_id` (rows of one example share it and always land in one split), `length`
+  (tokens), `text` (the normalised input, for the leakage check) and the model's input and label columns.
+- load_model(name_or_path, labels, revision, attn_implementation=None): the pretrained model with the task's head,
+  or a fine-tuned model directory written by the fine-tune stage.
+- collator(tokenizer, model, params, max_length), compute_metrics(labels, params, eval_dataset, tokenizer) -> the
+  Trainer's validation metrics function, evaluate(model, tokenizer, test, labels, params) -> EvalResult,
+  predict(model, tokenizer, records, info, batch_size) -> one dict per input record (lmtune predict, MLflow serving).
 """
 from __future__ import annotations
 
@@ -10,19 +22,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from lmtune.tasks import classification
+from lmtune.tasks.base import PLOT_KINDS, EvalResult  # noqa: F401 - re-exported
 
 
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
-    clean: Callable[..., Any]  # (path, params) -> CleanResult: kept rows, rejected rows with reasons, labels
-    tokenize: Callable[..., Any]  # (Dataset, tokenizer, params) -> (Dataset with example_id/labels, stats)
-    stratify_column: str | None  # column the split stage stratifies on (None: no stratification)
-    load_model: Callable[..., Any]  # (name_or_path, labels, revision) -> transformers model
-    collator: Callable[..., Any]  # (tokenizer, dynamic_padding, max_length) -> data collator
-    compute_metrics: Callable[..., Any]  # (labels) -> fn(EvalPrediction) -> dict for Trainer
-    evaluate: Callable[..., Any]  # (predictor, test Dataset, labels, batch_size) -> EvalResult
-    default_metric: str  # validation metric for early stopping / best model
+    clean: Callable[..., Any]
+    tokenize: Callable[..., Any]
+    stratify_column: str | None  # tokenized column the split stage stratifies on (None: no stratification)
+    load_model: Callable[..., Any]
+    collator: Callable[..., Any]
+    compute_metrics: Callable[..., Any]
+    evaluate: Callable[..., Any]
+    predict: Callable[..., Any]
+    default_metric: str  # validation metric for the kept checkpoint when fine_tune.metric_for_best_model is auto
+    input_fields: tuple[str, ...] = ("text",)  # fields of one prediction request (lmtune predict, MLflow serving)
+    generates: bool = False  # sequence-to-sequence: Seq2SeqTrainer, with generation during validation
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -35,6 +51,7 @@ TASKS: dict[str, TaskSpec] = {
         collator=classification.collator,
         compute_metrics=classification.compute_metrics,
         evaluate=classification.evaluate,
+        predict=classification.predict,
         default_metric="f1_macro",
     ),
 }
