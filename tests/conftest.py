@@ -13,6 +13,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
+SHARED_DATASETS = ROOT.parent / "shared" / "datasets"  # real public data, read in place (see DEVELOPERS.md)
+TEXT_FIXTURES = {".csv", ".tsv", ".conll", ".json", ".jsonl", ".txt", ".en", ".de"}
 
 # Offline guard: a stray download or a write to the real tracking store fails loudly.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -47,8 +49,9 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     words = set()
-    for path in FIXTURES.glob("*.csv"):
-        words |= set(re.findall(r"[a-z0-9]+|[^\sa-z0-9]", path.read_text(encoding="utf-8").lower()))
+    for path in sorted(FIXTURES.iterdir()):  # every fixture text file, whatever the task
+        if path.suffix in TEXT_FIXTURES:
+            words |= set(re.findall(r"[a-z0-9]+|[^\sa-z0-9]", path.read_text(encoding="utf-8").lower()))
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(words)]
     out = tmp_path_factory.mktemp("tiny-bert")
     (out / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
