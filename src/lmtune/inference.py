@@ -40,6 +40,15 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=-1, keepdims=True)
 
 
+def require_fields(records: list[dict[str, Any]], fields: tuple[str, ...], task: str) -> None:
+    """Raise LmtuneError naming the first record (1-based) that lacks one of `fields`."""
+    for i, record in enumerate(records, start=1):
+        missing = [f for f in fields if f not in record]
+        if missing:
+            raise LmtuneError(f"input record {i}: missing field(s) {missing}; a {task} model needs {list(fields)} "
+                              f"in each JSON line")
+
+
 class Predictor:
     """Predicts with a fine-tuned model directory written by the fine-tune stage, for any task: each input record
     (a dict with the task's input fields, e.g. text, or question and context) gets the task's prediction fields."""
@@ -55,10 +64,6 @@ class Predictor:
         self.batch_size = batch_size
 
     def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        for i, record in enumerate(records, start=1):
-            missing = [f for f in self.spec.input_fields if f not in record]
-            if missing:
-                raise LmtuneError(f"input record {i}: missing field(s) {missing}; a {self.spec.name} model needs "
-                                  f"{list(self.spec.input_fields)}")
+        require_fields(records, self.spec.input_fields, self.spec.name)
         rows = self.spec.predict(self.model, self.tokenizer, records, self.info, self.batch_size)
         return [{**record, **row} for record, row in zip(records, rows)]

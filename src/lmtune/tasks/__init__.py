@@ -37,7 +37,8 @@ class TaskSpec:
     evaluate: Callable[..., Any]
     predict: Callable[..., Any]
     default_metric: str  # validation metric for the kept checkpoint when fine_tune.metric_for_best_model is auto
-    input_fields: tuple[str, ...] = ("text",)  # fields of one prediction request (lmtune predict, MLflow serving)
+    input_fields: tuple[str, ...] = ("text",)  # fields every prediction request needs (lmtune predict, MLflow serving);
+    # a plain-text input line becomes {"text": line}, so single-input tasks use ("text",)
     generates: bool = False  # sequence-to-sequence: Seq2SeqTrainer, with generation during validation
 
 
