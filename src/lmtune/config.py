@@ -243,7 +243,7 @@ def params_from_dict(raw: Any, source: str = "params.yaml") -> Params:
     for name, check, message in _RULES:
         if built.get(name) is not None and not check(built[name]):
             problems.append(f"{name}: {message}")
-    if built.get("qa") is not None and built.get("tokenize") is not None and \
+    if all(built.get(k) is not None for k in ("task", "qa", "tokenize")) and built["task"].name == "qa" and \
             built["qa"].stride >= built["tokenize"].max_length // 2:
         problems.append("qa.stride: must be less than half of tokenize.max_length, or windows barely advance")
     if built.get("task") is not None:

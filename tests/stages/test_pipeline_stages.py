@@ -117,11 +117,15 @@ def test_evaluate_writes_metrics_in_range_predictions_and_confusion(pipeline):
     for key in ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro", "recall_weighted"):
         assert 0.0 <= metrics[key] <= 1.0, key
     assert metrics["test_examples"] == 9 and metrics["leaked_test_texts"] == 0
-    predictions = (pipeline / "reports/predictions.jsonl").read_text().splitlines()
+    predictions = (pipeline / "reports/eval/predictions.jsonl").read_text().splitlines()
     assert len(predictions) == 9 and set(json.loads(predictions[0])) == {"text", "label", "predicted", "score"}
-    assert len(read(pipeline / "reports/plots/confusion.json")) == 9
-    assert set(read(pipeline / "reports/per_class.json")) == {"negative", "neutral", "positive"}
-    assert (pipeline / "reports/confusion_matrix.png").stat().st_size > 1000
+    assert len(read(pipeline / "reports/plots/confusion/test.json")) == 9
+    assert [r["label"] for r in read(pipeline / "reports/plots/f1_by_label/test.json")] == \
+        ["negative", "neutral", "positive"]
+    assert read(pipeline / "reports/plots/precision_recall/test.json")[0].keys() == {"recall", "precision"}
+    assert set(read(pipeline / "reports/eval/per_class.json")) == {"negative", "neutral", "positive"}
+    for png in ("confusion_matrix.png", "per_class_f1.png", "precision_recall.png"):
+        assert (pipeline / "reports/eval/figures" / png).stat().st_size > 1000, png
 
 
 def test_same_seed_gives_byte_identical_metrics(pipeline, tmp_path):

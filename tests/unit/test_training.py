@@ -22,14 +22,24 @@ def model(tiny_model):
 
 
 def test_training_arguments_apply_length_grouping_precision_and_optimizer(ft, tmp_path):
-    args = training.training_arguments(ft, tmp_path, "bf16", has_validation=True)
+    args = training.training_arguments(ft, tmp_path, "bf16", has_validation=True, metric="f1_macro")
     assert args.bf16 and not args.fp16
     assert args.optim == "adamw_torch_fused"
-    assert args.load_best_model_at_end and args.metric_for_best_model == "f1_macro"
+    assert args.load_best_model_at_end and args.metric_for_best_model == "f1_macro" and args.greater_is_better
     off = training.training_arguments(dataclasses.replace(ft, group_by_length=False, optimizer="sgd"), tmp_path,
-                                      "fp32", has_validation=False)
+                                      "fp32", has_validation=False, metric="f1_macro")
     assert off.optim == "sgd" and not off.bf16
     assert off.eval_strategy == "no" and not off.load_best_model_at_end
+
+
+def test_training_arguments_know_which_metrics_are_better_lower_and_when_to_generate(ft, tmp_path):
+    from transformers import Seq2SeqTrainingArguments
+
+    assert not training.training_arguments(ft, tmp_path, "fp32", True, metric="mse").greater_is_better
+    args = training.training_arguments(ft, tmp_path, "fp32", True, metric="bleu",
+                                       generation={"num_beams": 3, "max_new_tokens": 20})
+    assert isinstance(args, Seq2SeqTrainingArguments) and args.predict_with_generate
+    assert (args.generation_num_beams, args.generation_max_length) == (3, 21)
 
 
 def test_dynamic_padding_pads_each_batch_to_its_longest_sequence(tiny_model):
@@ -38,8 +48,10 @@ def test_dynamic_padding_pads_each_batch_to_its_longest_sequence(tiny_model):
     tok = AutoTokenizer.from_pretrained(tiny_model)
     features = [{"input_ids": [2, 5, 3], "attention_mask": [1, 1, 1], "labels": 0},
                 {"input_ids": [2, 5, 6, 7, 3], "attention_mask": [1] * 5, "labels": 1}]
-    assert classification.collator(tok, True, 128)(features)["input_ids"].shape == (2, 5)
-    assert classification.collator(tok, False, 128)(features)["input_ids"].shape == (2, 128)
+    params = load_params(ROOT / "params.yaml")
+    for dynamic, width in ((True, 5), (False, 128)):
+        p = dataclasses.replace(params, fine_tune=dataclasses.replace(params.fine_tune, dynamic_padding=dynamic))
+        assert classification.collator(tok, None, p, 128)(features)["input_ids"].shape == (2, width)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU rules")
@@ -89,17 +101,18 @@ def test_learning_curves_split_train_and_validation_rows():
 @pytest.mark.parametrize("group", [True, False])
 def test_trainer_uses_the_shuffled_length_grouped_sampler_only_when_asked(ft, model, tiny_model, tmp_path, group):
     from datasets import Dataset, DatasetDict
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, DataCollatorWithPadding
 
     from lmtune.sampling import ShuffledLengthGroupedSampler
 
     rows = [{"input_ids": [2] + [5] * n + [3], "attention_mask": [1] * (n + 2), "labels": n % 2, "length": n + 2}
             for n in range(1, 21)]
     data = DatasetDict({"train": Dataset.from_list(rows), "validation": Dataset.from_list(rows[:4])})
-    args = training.training_arguments(dataclasses.replace(ft, batch_size=4), tmp_path, "fp32", has_validation=False)
+    args = training.training_arguments(dataclasses.replace(ft, batch_size=4), tmp_path, "fp32", has_validation=False,
+                                       metric="loss")
     tok = AutoTokenizer.from_pretrained(tiny_model)
-    trainer = training.build_trainer(model, args, data, tok, classification.collator(tok, True, 64),
-                                     classification.compute_metrics(["a", "b"]), [], 0, group_by_length=group)
+    trainer = training.build_trainer(model, args, data, tok, DataCollatorWithPadding(tok), None, [], 0,
+                                     group_by_length=group)
     sampler = trainer._get_train_sampler()
     assert isinstance(sampler, ShuffledLengthGroupedSampler) is group
 
@@ -107,7 +120,7 @@ def test_trainer_uses_the_shuffled_length_grouped_sampler_only_when_asked(ft, mo
 def test_gradient_accumulation_matches_one_big_batch(ft, tiny_model, tmp_path):
     """batch 4 x 2 accumulation steps must take the same optimizer step as batch 8 (a mean, not a sum)."""
     from datasets import Dataset, DatasetDict
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
     rows = [{"input_ids": [2, 5 + n, 3], "attention_mask": [1, 1, 1], "labels": n % 2, "length": 3} for n in range(8)]
     data = DatasetDict({"train": Dataset.from_list(rows), "validation": Dataset.from_list(rows[:2])})
@@ -119,9 +132,9 @@ def test_gradient_accumulation_matches_one_big_batch(ft, tiny_model, tmp_path):
             tiny_model, num_labels=2, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
         cfg = dataclasses.replace(ft, batch_size=batch, grad_accum_steps=accum, max_steps=1, optimizer="sgd",
                                   learning_rate=0.5, warmup_ratio=0.0, weight_decay=0.0, max_grad_norm=0.0)
-        args = training.training_arguments(cfg, tmp_path / f"{batch}", "fp32", has_validation=False)
-        trainer = training.build_trainer(model, args, data, tok, classification.collator(tok, True, 16),
-                                         classification.compute_metrics(["a", "b"]), [], 0, group_by_length=False)
+        args = training.training_arguments(cfg, tmp_path / f"{batch}", "fp32", has_validation=False, metric="loss")
+        trainer = training.build_trainer(model, args, data, tok, DataCollatorWithPadding(tok), None, [], 0,
+                                         group_by_length=False)
         trainer.train()
         weights.append(model.classifier.weight.detach().clone())
     torch.testing.assert_close(weights[0], weights[1], rtol=1e-4, atol=1e-5)
