@@ -88,8 +88,8 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, chec
                 io.write_json(tmp / tracking.RUN_FILE, {"run_id": mlflow_run.info.run_id,
                                                         "tracking_uri": tracking.tracking_uri()})
                 if params.tracking.log_model:
-                    summary["registered_version"] = tracking.log_model(tmp, params.tracking.registered_model,
-                                                                       spec.input_fields)
+                    summary["registered_version"] = tracking.log_model(
+                        tmp, params.tracking.registered_model.format(task=params.task.name), spec.input_fields)
     plots.learning_curves(train_rows, val_rows, metric, reports_dir / "learning_curves.png",
                           best_step=summary["best_step"])
     shutil.rmtree(checkpoint_dir, ignore_errors=True)  # finished: nothing left to resume

@@ -130,7 +130,7 @@ class EvaluateParams:
 @dataclass(frozen=True)
 class TrackingParams:
     experiment: str
-    registered_model: str  # "" skips model registration
+    registered_model: str  # registered model name; "{task}" is replaced by task.name; "" skips registration
     log_model: bool  # log the fine-tuned model (once per run) as an MLflow pyfunc artifact
     required: bool  # false: an unreachable tracking server only warns
 
