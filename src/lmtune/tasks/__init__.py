@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from lmtune.tasks import classification
+from lmtune.tasks import classification, seq2seq
 from lmtune.tasks.base import PLOT_KINDS, EvalResult  # noqa: F401 - re-exported
 
 
@@ -55,4 +55,17 @@ TASKS: dict[str, TaskSpec] = {
         predict=classification.predict,
         default_metric="f1_macro",
     ),
+    **{name: TaskSpec(
+        name=name,
+        clean=seq2seq.clean,
+        tokenize=seq2seq.tokenize,
+        stratify_column=None,
+        load_model=seq2seq.load_model,
+        collator=seq2seq.collator,
+        compute_metrics=seq2seq.compute_metrics,
+        evaluate=seq2seq.evaluate,
+        predict=seq2seq.predict,
+        default_metric=metric,
+        generates=True,
+    ) for name, metric in (("summarization", "rougeL"), ("translation", "bleu"))},
 }
