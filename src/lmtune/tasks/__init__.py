@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from lmtune.tasks import classification, seq2seq
+from lmtune.tasks import classification, qa, seq2seq
 from lmtune.tasks.base import PLOT_KINDS, EvalResult  # noqa: F401 - re-exported
 
 
@@ -54,6 +54,19 @@ TASKS: dict[str, TaskSpec] = {
         evaluate=classification.evaluate,
         predict=classification.predict,
         default_metric="f1_macro",
+    ),
+    "qa": TaskSpec(
+        name="qa",
+        clean=qa.clean,
+        tokenize=qa.tokenize,
+        stratify_column=None,
+        load_model=qa.load_model,
+        collator=qa.collator,
+        compute_metrics=qa.compute_metrics,
+        evaluate=qa.evaluate,
+        predict=qa.predict,
+        default_metric="f1",
+        input_fields=("question", "context"),
     ),
     **{name: TaskSpec(
         name=name,
