@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from datasets import DatasetDict, load_from_disk
+from datasets import DatasetDict, Value, load_from_disk
 
 from lmtune import io
 from lmtune.cli import run_stage, setup_logging, stage_parser
@@ -42,7 +42,7 @@ def run(params: Params, in_dir: Path, out_dir: Path) -> dict:
             raise DataError(f"{in_dir}: the {name} split is empty; check the split column values or fractions")
     splits = DatasetDict({name: ds.select(np.flatnonzero(np.isin(example_ids, ids))) for name, ids in members.items()})
     summary = {name: {"examples": len(ids), "rows": len(splits[name])} for name, ids in members.items()}
-    if labels and "labels" in ds.column_names and np.asarray(ds["labels"]).ndim == 1:
+    if labels and isinstance(ds.features.get("labels"), Value):  # one label per row (not multi-hot, not per token)
         for name, part in splits.items():
             counts = Counter(part["labels"])
             summary[name]["label_counts"] = {label: int(counts.get(i, 0)) for i, label in enumerate(labels)}

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from lmtune.tasks import classification, qa, seq2seq
+from lmtune.tasks import classification, ner, qa, seq2seq
 from lmtune.tasks.base import PLOT_KINDS, EvalResult  # noqa: F401 - re-exported
 
 
@@ -81,4 +81,17 @@ TASKS: dict[str, TaskSpec] = {
         default_metric=metric,
         generates=True,
     ) for name, metric in (("summarization", "rougeL"), ("translation", "bleu"))},
+    "ner": TaskSpec(
+        name="ner",
+        clean=ner.clean,
+        tokenize=ner.tokenize,
+        stratify_column=None,  # example_id is the document; a sentence's tags are no single stratum
+        load_model=ner.load_model,
+        collator=ner.collator,
+        compute_metrics=ner.compute_metrics,
+        evaluate=ner.evaluate,
+        predict=ner.predict,
+        default_metric="f1",  # entity-level micro F1 (seqeval)
+        input_fields=("text",),  # or a "tokens" list instead
+    ),
 }
