@@ -40,3 +40,33 @@ def precision_recall_points(y_true: np.ndarray, probs: np.ndarray, max_points: i
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_labels: int) -> np.ndarray:
     """Confusion matrix, rows = actual, columns = predicted."""
     return confusion_matrix(y_true, y_pred, labels=list(range(n_labels)))
+
+
+def multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """Multi-label scores from 0/1 indicator matrices (texts x labels): precision/recall/F1 micro (over every
+    label decision) and macro (mean over labels); samples F1 (mean over texts; a text with no true and no
+    predicted label counts as 1, since the empty prediction is right); subset accuracy (the whole label set
+    right) and hamming loss (fraction of wrong label decisions, lower is better)."""
+    from sklearn.metrics import f1_score, hamming_loss
+
+    out = {"subset_accuracy": float(accuracy_score(y_true, y_pred)),
+           "hamming_loss": float(hamming_loss(y_true, y_pred)),
+           "f1_samples": float(f1_score(y_true, y_pred, average="samples", zero_division=1.0))}
+    for average in ("micro", "macro"):
+        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, average=average, zero_division=0)
+        out |= {f"precision_{average}": float(p), f"recall_{average}": float(r), f"f1_{average}": float(f)}
+    return out
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """MSE, RMSE, MAE (target units, squared for MSE), R², and Pearson/Spearman correlation; a correlation is 0
+    when either side is constant (undefined there, and NaN would break the metrics JSON)."""
+    from scipy.stats import pearsonr, spearmanr
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    mse = float(mean_squared_error(y_true, y_pred))
+    varies = len(y_true) > 1 and np.ptp(y_true) > 0 and np.ptp(y_pred) > 0
+    return {"mse": mse, "rmse": float(np.sqrt(mse)), "mae": float(mean_absolute_error(y_true, y_pred)),
+            "r2": float(r2_score(y_true, y_pred)) if len(y_true) > 1 else 0.0,
+            "pearson": float(pearsonr(y_true, y_pred).statistic) if varies else 0.0,
+            "spearman": float(spearmanr(y_true, y_pred).statistic) if varies else 0.0}

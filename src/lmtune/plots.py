@@ -70,3 +70,15 @@ def confusion_matrix(matrix: np.ndarray, labels: list[str], path: Path) -> None:
     ax.set_yticks(range(len(labels)), labels)
     ax.set(xlabel="predicted", ylabel="actual", title="Confusion matrix (test split)")
     _save(fig, path)
+
+
+def predicted_vs_actual(actual: np.ndarray, predicted: np.ndarray, path: Path) -> None:
+    """Regression scatter: one point per test text, with the y = x line a perfect model would sit on."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(actual, predicted, s=12, alpha=0.6)
+    lo, hi = float(min(actual.min(), predicted.min())), float(max(actual.max(), predicted.max()))
+    ax.plot([lo, hi], [lo, hi], color="grey", linestyle="--", linewidth=1, label="perfect (y = x)")
+    ax.set(xlabel="actual", ylabel="predicted", title="Predicted vs actual (test split)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    _save(fig, path)

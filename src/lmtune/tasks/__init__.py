@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from lmtune.tasks import classification, ner, qa, seq2seq
+from lmtune.tasks import classification, multilabel, ner, qa, regression, seq2seq
 from lmtune.tasks.base import PLOT_KINDS, EvalResult  # noqa: F401 - re-exported
 
 
@@ -54,6 +54,30 @@ TASKS: dict[str, TaskSpec] = {
         evaluate=classification.evaluate,
         predict=classification.predict,
         default_metric="f1_macro",
+    ),
+    "multilabel": TaskSpec(
+        name="multilabel",
+        clean=multilabel.clean,
+        tokenize=multilabel.tokenize,
+        stratify_column=None,  # a label set per text: no single class to stratify on
+        load_model=multilabel.load_model,
+        collator=classification.collator,
+        compute_metrics=multilabel.compute_metrics,
+        evaluate=multilabel.evaluate,
+        predict=multilabel.predict,
+        default_metric="f1_micro",
+    ),
+    "regression": TaskSpec(
+        name="regression",
+        clean=regression.clean,
+        tokenize=regression.tokenize,
+        stratify_column=None,
+        load_model=regression.load_model,
+        collator=classification.collator,
+        compute_metrics=regression.compute_metrics,
+        evaluate=regression.evaluate,
+        predict=regression.predict,
+        default_metric="mse",
     ),
     "qa": TaskSpec(
         name="qa",

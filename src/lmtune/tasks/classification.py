@@ -1,6 +1,7 @@
 """Single-label text classification (sentiment, topic, intent; binary or multi-class)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,8 +24,10 @@ SPLIT_NAMES = {"train": "train", "validation": "validation", "valid": "validatio
                "dev": "validation", "test": "test"}
 
 
-def read_labelled_texts(path: Path, params: Params) -> pd.DataFrame:
-    """The input file as columns text, label (strings), row (1-based line) and, with a split column, split."""
+def read_labelled_texts(path: Path, params: Params, label_cell: Callable[[Any], str] | None = None) -> pd.DataFrame:
+    """The input file as columns text, label (strings), row (1-based line) and, with a split column, split.
+    `label_cell` turns one raw label cell into its string (default: the cell as text, "" when missing), e.g. a
+    multi-label list into "a|b"."""
     t = params.task
     df = io.read_table(path, params.clean.input_format, params.clean.encoding)
     columns = {"task.text_column": t.text_column, "task.label_column": t.label_column}
@@ -33,7 +36,7 @@ def read_labelled_texts(path: Path, params: Params) -> pd.DataFrame:
     require_columns(df, path, columns)
     frame = pd.DataFrame({
         "text": df[t.text_column].fillna("").astype(str),
-        "label": df[t.label_column].fillna("").astype(str),
+        "label": df[t.label_column].map(label_cell) if label_cell else df[t.label_column].fillna("").astype(str),
         "row": first_row_number(path, params.clean.input_format) + np.arange(len(df)),
     })
     if t.split_column:
@@ -97,11 +100,13 @@ def tokenize(ds: Dataset, tokenizer: PreTrainedTokenizerBase, params: Params,
     return encode_texts(ds, tokenizer, params, lambda batch: batch["label_id"])
 
 
-def load_model(name_or_path: str, labels: list[str], revision: str, attn_implementation: str | None = None) -> Any:
+def load_model(name_or_path: str, labels: list[str], revision: str, attn_implementation: str | None = None,
+               problem_type: str | None = None) -> Any:
+    """`problem_type` picks the loss (None: inferred from the labels' dtype, i.e. cross-entropy for class ids)."""
     return AutoModelForSequenceClassification.from_pretrained(
         models.resolve(name_or_path), revision=revision, num_labels=len(labels), attn_implementation=attn_implementation,
         id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)},
-        ignore_mismatched_sizes=True)
+        problem_type=problem_type, ignore_mismatched_sizes=True)
 
 
 def collator(tokenizer: PreTrainedTokenizerBase, model: Any, params: Params, max_length: int) -> DataCollatorWithPadding:

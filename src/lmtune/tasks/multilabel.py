@@ -1,0 +1,138 @@
+"""Multi-label text classification: any number of labels per text (topics, tags, toxicity types), one sigmoid
+per label trained with binary cross-entropy, a label predicted when its probability reaches multilabel.threshold.
+
+Input: the label cell holds the labels joined by multilabel.label_separator ("politics|sports"), or in JSONL or
+Parquet a list (["politics", "sports"]). "[]" (or an empty JSON list) is an explicitly empty label set and is kept
+as a text with no label; a blank or null cell is a missing label and the row is rejected (missing_label).
+Duplicates and conflicts compare label sets, so "sports|politics" and "politics|sports" are the same.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from datasets import Dataset
+from scipy.special import expit
+from transformers import PreTrainedTokenizerBase
+
+from lmtune import metrics, plots
+from lmtune.errors import DataError
+from lmtune.inference import batched_logits
+from lmtune.tasks import classification
+from lmtune.tasks.base import EvalResult
+from lmtune.tasks.classification import encode_texts, model_features, no_rows_left, read_labelled_texts, \
+    text_features
+from lmtune.text import CleanResult, clean_labelled_texts, sorted_labels
+
+if TYPE_CHECKING:
+    from lmtune.config import Params
+
+NO_LABELS = "[]"  # an explicitly empty label set, as a cell or a JSON list; a blank cell is a missing label
+
+
+def canonical_labels(cell: Any, separator: str, path: Path) -> str:
+    """One label cell (a separated string or a list) as its sorted, de-duplicated labels joined by `separator`:
+    equal label sets give equal strings. NO_LABELS for an explicitly empty set, "" for a missing label."""
+    if isinstance(cell, (list, tuple, np.ndarray)):
+        items = [str(item).strip() for item in cell]
+        inner = next((item for item in items if separator in item), None)
+        if inner is not None:
+            raise DataError(f"{path}: label {inner!r} contains multilabel.label_separator {separator!r}; rename "
+                            f"the label or set multilabel.label_separator to a character no label uses")
+        if not any(items):
+            return NO_LABELS
+    elif cell is None or (isinstance(cell, float) and np.isnan(cell)):
+        return ""
+    elif str(cell).strip() == NO_LABELS:
+        return NO_LABELS
+    else:
+        items = [item.strip() for item in str(cell).split(separator)]
+    return separator.join(sorted({item for item in items if item}))
+
+
+def label_set(canonical: str, separator: str) -> list[str]:
+    return [] if canonical == NO_LABELS else canonical.split(separator)
+
+
+def clean(path: Path, params: Params) -> CleanResult:
+    """Read the file, normalise texts, drop unusable rows (with reasons), and map each label set to label ids."""
+    separator = params.multilabel.label_separator
+    frame = read_labelled_texts(path, params, label_cell=lambda cell: canonical_labels(cell, separator, path))
+    kept, rejected = clean_labelled_texts(frame, params.clean.lowercase, params.clean.min_chars)
+    if kept.empty:
+        raise no_rows_left(path, rejected)
+    sets = kept["label"].map(lambda canonical: label_set(canonical, separator))
+    counts = Counter(name for names in sets for name in names)
+    if not counts:
+        raise DataError(f"{path}: every kept row has an empty label set ({NO_LABELS}); multi-label classification "
+                        f"needs labels in column {params.task.label_column!r}")
+    labels = sorted_labels(pd.Series(list(counts)))
+    index = {name: i for i, name in enumerate(labels)}
+    kept["label_ids"] = sets.map(lambda names: [index[name] for name in names])
+    sizes = sets.map(len)
+    return CleanResult(kept=kept, rejected=rejected, labels=labels, summary={
+        "label_counts": {name: counts[name] for name in labels},
+        "mean_labels_per_text": round(float(sizes.mean()), 4), "texts_without_labels": int((sizes == 0).sum())})
+
+
+def tokenize(ds: Dataset, tokenizer: PreTrainedTokenizerBase, params: Params,
+             labels: list[str]) -> tuple[Dataset, dict[str, int]]:
+    """`labels` become multi-hot float vectors (texts x labels), the target type of BCEWithLogitsLoss."""
+    def multi_hot(batch: dict[str, list[Any]]) -> list[np.ndarray]:
+        out = np.zeros((len(batch["label_ids"]), len(labels)), dtype=np.float32)
+        for row, ids in enumerate(batch["label_ids"]):
+            out[row, ids] = 1.0
+        return list(out)
+
+    return encode_texts(ds, tokenizer, params, multi_hot)
+
+
+# Sigmoid outputs with binary cross-entropy, one unit per label.
+load_model = partial(classification.load_model, problem_type="multi_label_classification")
+
+
+def compute_metrics(labels: list[str], params: Params, eval_dataset: Dataset, tokenizer: Any) -> Any:
+    threshold = params.multilabel.threshold
+
+    def fn(pred: Any) -> dict[str, float]:
+        return metrics.multilabel_metrics(pred.label_ids.astype(int), (expit(pred.predictions) >= threshold).astype(int))
+
+    return fn
+
+
+def label_scores(labels: list[str], probs: np.ndarray) -> dict[str, float]:
+    return {name: round(float(p), 6) for name, p in zip(labels, probs)}
+
+
+def evaluate(model: Any, tokenizer: PreTrainedTokenizerBase, test: Dataset, labels: list[str],
+             params: Params) -> EvalResult:
+    probs = expit(batched_logits(model, tokenizer, model_features(test), params.evaluate.batch_size, progress=True))
+    y_true = np.asarray(test["labels"]).astype(int)  # (texts, labels) 0/1
+    y_pred = (probs >= params.multilabel.threshold).astype(int)
+    names = np.asarray(labels)
+    predictions = [{"text": text, "labels": names[t == 1].tolist(), "predicted": names[p == 1].tolist(),
+                    "scores": label_scores(labels, pr)} for text, t, p, pr in zip(test["text"], y_true, y_pred, probs)]
+    per_label = metrics.per_class_report(y_true, y_pred, labels)  # sklearn reads indicator matrices per column
+    # Every (text, label) pair is one binary decision: the micro-averaged curve is the two-class curve over them.
+    pr_curve = metrics.precision_recall_points(y_true.ravel(), np.stack([1 - probs.ravel(), probs.ravel()], axis=1))
+    return EvalResult(
+        metrics=metrics.multilabel_metrics(y_true, y_pred), predictions=predictions, reports={"per_label": per_label},
+        plots={"f1_by_label": [{"label": name, "f1": round(v["f1-score"], 6)} for name, v in per_label.items()],
+               "precision_recall": pr_curve},
+        figures={"per_label_f1.png": lambda path: plots.per_class_f1(per_label, path),
+                 "precision_recall.png": lambda path: plots.precision_recall(
+                     pr_curve, "Precision-recall (micro-average over label decisions)", path)})
+
+
+def predict(model: Any, tokenizer: Any, records: list[dict[str, Any]], info: dict[str, Any],
+            batch_size: int) -> list[dict[str, Any]]:
+    """Every label at or above the trained model's multilabel.threshold (saved in lmtune.json), and all scores."""
+    threshold, labels = info["params"]["multilabel"]["threshold"], info["labels"]
+    probs = expit(batched_logits(model, tokenizer, text_features(tokenizer, [r["text"] for r in records], info),
+                                 batch_size))
+    return [{"labels": [name for name, s in zip(labels, p) if s >= threshold], "scores": label_scores(labels, p)}
+            for p in probs]
