@@ -190,8 +190,9 @@ def test_decoding_picks_the_best_span_across_windows_and_respects_limits():
     assert best["q"] == {"answer": "delta epsilon", "score": 6.0, "start": 17}
     best = qa.decode([start1, start2], [end1, end2], windows, n_best=20, max_answer_length=1)
     assert best["q"]["answer"] in {"beta", "gamma"} and best["q"]["score"] == 4.0  # two-token spans too long
-    reversed_only = qa.decode([np.array([0., 0, 0, 5, 0])], [np.array([0., 5, 0, 0, 0])], {**windows, "question_id": ["r"],
-                              "offset_mapping": [offsets]}, n_best=1, max_answer_length=30)
+    one_window = {"question_id": ["r"], "context": [context], "offset_mapping": [offsets]}
+    reversed_only = qa.decode([np.array([0., 0, 0, 5, 0])], [np.array([0., 5, 0, 0, 0])], one_window, n_best=1,
+                              max_answer_length=30)
     assert reversed_only["r"] == {"answer": "", "score": None, "start": None}  # end before start: no span
 
 

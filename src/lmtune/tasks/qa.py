@@ -203,7 +203,8 @@ def tokenize(ds: Dataset, tokenizer: PreTrainedTokenizerBase, params: Params,
         out |= {c: [batch[c][i] for i in samples] for c in carried}
         return out | {"start_positions": [p[0] for p in positions], "end_positions": [p[1] for p in positions],
                       "text": [f"{batch['question'][i]} {batch['context'][i]}" for i in samples],
-                      "length": [len(ids) for ids in out["input_ids"]], "questions_cut": [cut] + [0] * (len(samples) - 1)}
+                      "length": [len(ids) for ids in out["input_ids"]],
+                      "questions_cut": [cut] + [0] * (len(samples) - 1)}  # the batch's count, on its first row
 
     out = ds.map(encode, batched=True, batch_size=params.tokenize.batch_size, remove_columns=ds.column_names,
                  desc="tokenize").rename_column("id", "question_id")
