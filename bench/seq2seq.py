@@ -1,0 +1,161 @@
+"""Sequence-to-sequence benchmark: the project's stages on Multi30k EN->DE (translation) and DialogSum (summarization).
+
+    flock /tmp/lmtune_bench.lock python -m bench.seq2seq --part translation [--max-train 1000 --max-test 100]
+    flock /tmp/lmtune_bench.lock python -m bench.seq2seq --part summarization [--max-train 300 --max-test 50]
+
+Reads the data in place from ../shared/datasets (multi30k_en_de: train.en/.de and test_2016_flickr.en/.de;
+dialogsum: dialogsum.train.prerelease.jsonl and dialogsum.test.jsonl, whose first reference, summary1, is the
+target), takes the first --max-train train pairs and --max-test test pairs (deterministic), and runs clean ->
+tokenize -> split (by a split column) -> fine-tune (no validation) -> evaluate in a temporary directory with the
+packaged MiniLM warm-started as a bert2bert encoder-decoder. Prints and writes the test metrics (ROUGE-1/2/L, BLEU,
+chrF, generated length), train samples/s, generation examples/s, wall time and every setting.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+
+from bench.speed import machine_info, parse_value
+from lmtune import io
+from lmtune.cli import run_stage, setup_logging
+from lmtune.config import Params, load_params, params_from_dict
+from stages import clean, evaluate, fine_tune, split, tokenize
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = (ROOT / "../shared/datasets").resolve()
+MODEL = "packaged:all-MiniLM-L6-v2"
+# part -> (data directory, per-part defaults: max_train, max_test, source tokens, target tokens, new tokens)
+PARTS = {"translation": ("multi30k_en_de", {"max_train": 1000, "max_test": 100, "max_length": 48,
+                                             "max_target_length": 48, "max_new_tokens": 40}),
+         "summarization": ("dialogsum", {"max_train": 300, "max_test": 50, "max_length": 192,
+                                         "max_target_length": 64, "max_new_tokens": 48})}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--part", choices=list(PARTS), required=True)
+    p.add_argument("--data-dir", type=Path, help="dataset directory (default: ../shared/datasets/<part's data>)")
+    for name in ("max-train", "max-test", "max-length", "max-target-length", "max-new-tokens"):
+        p.add_argument(f"--{name}", type=int, help="default: the part's value in PARTS")
+    for name, kind, default in (("epochs", float, 1.0), ("batch-size", int, 16), ("lr", float, 1e-4),
+                                ("num-beams", int, 1), ("seed", int, 42)):
+        p.add_argument(f"--{name}", type=kind, default=default, help="default: %(default)s")
+    p.add_argument("--params", type=Path, default=ROOT / "params.yaml", help="base params (default: %(default)s)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a param after the benchmark settings, e.g. fine_tune.precision=fp32 (repeatable)")
+    p.add_argument("--out", type=Path, help="JSON results (default: reports/bench/<part>.json)")
+    args = p.parse_args(argv)
+    folder, defaults = PARTS[args.part]
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.data_dir = args.data_dir or DATASETS / folder
+    args.out = args.out or ROOT / f"reports/bench/{args.part}.json"
+    return args
+
+
+def read_lines(path: Path, limit: int) -> list[str]:
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip("\n") for _, line in zip(range(limit), f)]
+
+
+def load_pairs(args: argparse.Namespace) -> pd.DataFrame | None:
+    """source, target, split rows: the first max_train train pairs and max_test test pairs; None if absent."""
+    d = args.data_dir
+    if args.part == "translation":
+        files = [d / f"{name}.{lang}" for name in ("train", "test_2016_flickr") for lang in ("en", "de")]
+        if not all(f.is_file() for f in files):
+            return None
+        parts = [pd.DataFrame({"source": read_lines(files[i], n), "target": read_lines(files[i + 1], n), "split": s})
+                 for i, n, s in ((0, args.max_train, "train"), (2, args.max_test, "test"))]
+    else:
+        files = [d / "dialogsum.train.prerelease.jsonl", d / "dialogsum.test.jsonl"]
+        if not all(f.is_file() for f in files):
+            return None
+        parts = [pd.read_json(f, lines=True, nrows=n).assign(split=s).rename(
+                     columns={"dialogue": "source", target: "target"})[["source", "target", "split"]]
+                 for f, n, s, target in ((files[0], args.max_train, "train", "summary"),
+                                         (files[1], args.max_test, "test", "summary1"))]
+    return pd.concat(parts, ignore_index=True)
+
+
+def bench_params(args: argparse.Namespace) -> Params:
+    """Base params with the benchmark's settings and --set overrides, validated by lmtune.config."""
+    raw = dataclasses.asdict(load_params(args.params))
+    raw["task"] |= {"name": args.part, "text_column": "source", "label_column": "target", "split_column": "split"}
+    raw["model"]["name_or_path"] = MODEL
+    raw["clean"] |= {"input_format": "jsonl", "encoding": "utf-8"}
+    raw["seq2seq"] |= {"target_file": "", "source_prefix": "", "max_target_length": args.max_target_length,
+                       "num_beams": args.num_beams, "max_new_tokens": args.max_new_tokens}
+    raw["tokenize"]["max_length"] = args.max_length
+    raw["fine_tune"] |= {"epochs": args.epochs, "max_steps": 0, "batch_size": args.batch_size,
+                         "learning_rate": args.lr, "seed": args.seed, "early_stopping_patience": 0}
+    raw["evaluate"]["batch_size"] = 32
+    raw["tracking"] |= {"log_model": False, "registered_model": ""}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        section, _, name = key.partition(".")
+        raw.setdefault(section, {})[name] = parse_value(value)
+    return params_from_dict(raw, source=f"{args.params} with benchmark settings")
+
+
+def run_stages(params: Params, pairs: pd.DataFrame, work: Path) -> dict:
+    pairs.to_json(work / "pairs.jsonl", orient="records", lines=True, force_ascii=False)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"  # throwaway store
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    mlflow.create_experiment(params.tracking.experiment, artifact_location=(work / "mlartifacts").as_uri())
+    cleaned = clean.run(params, work / "pairs.jsonl", work / "interim")
+    tokens = tokenize.run(params, work / "interim", work / "tokenized")
+    sizes = split.run(params, work / "tokenized", work / "splits")
+    train = fine_tune.run(params, work / "splits", work / "model", work / "reports", work / "checkpoints")
+    start = time.perf_counter()
+    metrics = evaluate.run(params, work / "splits", work / "model", work / "reports")
+    eval_s = time.perf_counter() - start
+    samples = [json.loads(line) for line in (work / "reports/eval/predictions.jsonl").read_text().splitlines()[:3]]
+    return {"clean": cleaned, "tokenize": tokens, "split": sizes, "fine_tune": train, "test_metrics": metrics,
+            "evaluate_runtime_s": round(eval_s, 2),
+            "generate_examples_per_second": round(metrics["test_examples"] / eval_s, 3), "samples": samples}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    pairs = load_pairs(args)
+    if pairs is None:
+        raise SystemExit(f"[bench] {args.data_dir}: dataset files for {args.part} not found; pass --data-dir")
+    setup_logging()
+    params = bench_params(args)
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    settings |= {"model": MODEL, "references": "summary1" if args.part == "summarization" else "test_2016_flickr.de",
+                 "validation": "none (no checkpoint selection)"}
+    print(f"[bench] settings: {settings}", flush=True)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="lmtune-bench-s2s-") as tmp:
+        result = run_stages(params, pairs, Path(tmp))
+    wall = round(time.perf_counter() - start, 1)
+    m, ft = result["test_metrics"], result["fine_tune"]
+    print(f"\n[bench] {args.part}: train pairs {result['split']['train']['examples']}, test pairs "
+          f"{m['test_examples']}, epochs {ft['epochs']}, precision {ft['precision']}")
+    print("[bench] test: " + ", ".join(f"{k} {m[k]:.2f}" for k in ("rouge1", "rouge2", "rougeL", "bleu", "chrf",
+                                                                      "gen_len")))
+    print(f"[bench] train {ft['train_samples_per_second']} samples/s ({ft['train_runtime_s']} s); generate "
+          f"{result['generate_examples_per_second']} examples/s ({result['evaluate_runtime_s']} s); wall {wall} s")
+    for s in result["samples"]:
+        print(f"[bench] sample: {s['source'][:80]!r} -> {s['generated'][:80]!r} (ref {s['target'][:80]!r})")
+    io.write_json(args.out, {"settings": settings, "machine": machine_info(), "wall_s": wall,
+                             "params": {k: dataclasses.asdict(getattr(params, k)) for k in
+                                        ("tokenize", "seq2seq", "fine_tune")}, **result})
+    print(f"[bench] results written to {args.out}")
+
+
+if __name__ == "__main__":
+    run_stage(main)  # a params or data error: one message, exit 2
