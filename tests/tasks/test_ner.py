@@ -199,7 +199,8 @@ def test_clean_rejects_empty_sentences_and_drops_empty_tokens(tmp_path, tiny_mod
     clean.main([str(data), str(tmp_path / "out"), str(tmp_path / "c.json"), "--params", str(params)])
     summary = read(tmp_path / "c.json")
     assert summary["rejected_by_reason"] == {"empty_sentence": 2} and summary["empty_tokens_dropped"] == 2
-    assert (tmp_path / "out/rejected.csv").read_text().splitlines()[1:] == ["2,empty_sentence,,", "3,empty_sentence,O,\u200b"]
+    rejected = (tmp_path / "out/rejected.csv").read_text().splitlines()
+    assert rejected[1:] == ["2,empty_sentence,,", "3,empty_sentence,O,\u200b"]
 
 
 BAD_INPUT = {

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification, PreTrainedTokenizerBase
 
 from lmtune import io, metrics, models, plots
-from lmtune.errors import DataError
+from lmtune.errors import DataError, LmtuneError
 from lmtune.inference import batched_logits
 from lmtune.tasks.base import EvalResult
 from lmtune.tasks.classification import model_features, split_values
@@ -288,6 +288,8 @@ def split_words(record: dict[str, Any]) -> list[str]:
     """A record's words: its "tokens" list, else its text split on whitespace, or into characters when the text
     has no spaces and contains CJK (character-level Chinese/Japanese NER)."""
     if "tokens" in record:
+        if not isinstance(record["tokens"], list):
+            raise LmtuneError(f"input record {record!r}: \"tokens\" must be a list of words; or give \"text\"")
         return [str(t) for t in record["tokens"]]
     text = str(record["text"]).strip()
     return list(text) if " " not in text and CJK.search(text) else text.split()
@@ -309,7 +311,8 @@ def predict(model: Any, tokenizer: Any, records: list[dict[str, Any]], info: dic
     words = [split_words(r) for r in records]
     normalised = [[normalize_text(w, info["lowercase"]) for w in ws] for ws in words]
     enc, word_ids = encode_words(tokenizer, normalised, info["max_length"])
-    features = [{"input_ids": ids, "attention_mask": mask} for ids, mask in zip(enc["input_ids"], enc["attention_mask"])]
+    features = [{"input_ids": ids, "attention_mask": mask}
+                for ids, mask in zip(enc["input_ids"], enc["attention_mask"])]
     rows = []
     for ws, wids, logits in zip(words, word_ids, position_logits(model, tokenizer, features, batch_size)):
         tags = tag_sequences(labels, [word_predictions(logits.argmax(axis=-1), wids, len(ws))])[0]
