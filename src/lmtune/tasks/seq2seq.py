@@ -139,12 +139,20 @@ def load_model(name_or_path: str, labels: list[str], revision: str, attn_impleme
     return model
 
 
-def collator(tokenizer: PreTrainedTokenizerBase, model: Any, params: Params, max_length: int) -> DataCollatorForSeq2Seq:
+def collator(tokenizer: PreTrainedTokenizerBase, model: Any, params: Params, max_length: int) -> Any:
     """Pad inputs (to the batch's longest, or to max_length without dynamic padding) and labels with -100, which
-    the loss ignores; the model's own decoder inputs are built from the labels."""
+    the loss ignores; the model builds its decoder inputs from the labels. A label sequence that begins with the
+    decoder start token (bert2bert: [CLS]) loses it, or the model would learn to emit the start token again."""
     padding: dict[str, Any] = {"padding": "longest"} if params.fine_tune.dynamic_padding else \
         {"padding": "max_length", "max_length": max_length}
-    return DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100, **padding)
+    pad = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100, **padding)
+    start = getattr(model.config, "decoder_start_token_id", None)
+
+    def collate(features: list[dict[str, Any]]) -> dict[str, Any]:
+        return pad([{**f, "labels": f["labels"][1:]} if start is not None and f["labels"][:1] == [start] else f
+                    for f in features])
+
+    return collate
 
 
 def generation_metrics(generated: list[str], references: list[str]) -> dict[str, float]:
