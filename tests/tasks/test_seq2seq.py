@@ -239,3 +239,14 @@ def test_dvc_repro_translation_end_to_end(tmp_path, tiny_model):
     metrics = read(repo / "reports/metrics.json")
     assert {"rouge1", "rouge2", "rougeL", "bleu", "chrf", "gen_len"} <= set(metrics)
     assert metrics["test_examples"] > 0 and read(repo / "reports/clean.json")["rows_rejected"] == 1
+
+
+def test_collator_drops_a_leading_decoder_start_token_and_pads_labels_with_minus_100(tmp_path, tiny_model):
+    model = seq2seq.load_model(str(tiny_model), [], "main")
+    params = load_params(write_params(tmp_path / "p.yaml", translation_overrides(tiny_model)))
+    start = model.config.decoder_start_token_id
+    batch = seq2seq.collator(AutoTokenizer.from_pretrained(tiny_model), model, params, 16)([
+        {"input_ids": [start, 7, 3], "attention_mask": [1, 1, 1], "labels": [start, 8, 9, 3]},
+        {"input_ids": [start, 3], "attention_mask": [1, 1], "labels": [start, 8, 3]}])
+    assert batch["labels"].tolist() == [[8, 9, 3], [8, 3, -100]]
+    assert batch["decoder_input_ids"][:, 0].tolist() == [start, start], "the model inserts the start token itself"
