@@ -40,13 +40,15 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=-1, keepdims=True)
 
 
-def require_fields(records: list[dict[str, Any]], fields: tuple[str, ...], task: str) -> None:
-    """Raise LmtuneError naming the first record (1-based) that lacks one of `fields`."""
+def require_fields(records: list[dict[str, Any]], fields: tuple[str, ...], task: str,
+                   alternative: str | None = None) -> None:
+    """Raise LmtuneError naming the first record (1-based) that lacks one of `fields` (and the `alternative`)."""
     for i, record in enumerate(records, start=1):
         missing = [f for f in fields if f not in record]
-        if missing:
-            raise LmtuneError(f"input record {i}: missing field(s) {missing}; a {task} model needs {list(fields)} "
-                              f"in each JSON line")
+        if missing and alternative not in record:
+            instead = f" (or {alternative!r})" if alternative else ""
+            raise LmtuneError(f"input record {i}: missing field(s) {missing}{instead}; a {task} model needs "
+                              f"{list(fields)}{instead} in each JSON line")
 
 
 class Predictor:
@@ -64,6 +66,6 @@ class Predictor:
         self.batch_size = batch_size
 
     def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        require_fields(records, self.spec.input_fields, self.spec.name)
+        require_fields(records, self.spec.input_fields, self.spec.name, self.spec.alternative_input)
         rows = self.spec.predict(self.model, self.tokenizer, records, self.info, self.batch_size)
         return [{**record, **row} for record, row in zip(records, rows)]

@@ -3,14 +3,13 @@ alignment to sub-words, document-level splitting, seqeval metrics, predictions, 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 from datasets import Dataset, load_from_disk
-from transformers import AutoTokenizer, BertTokenizerFast
+from transformers import AutoTokenizer
 
 from lmtune import cli
 from lmtune.config import load_params
@@ -38,26 +37,15 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory, tiny_model) -> Path:
-    """The tiny model with its word-level vocab really loaded: conftest's `BertTokenizerFast(vocab_file=...)` is
-    ignored by transformers 5 (the argument is `vocab`), which leaves a 5-token vocab that maps every word to
-    [UNK]; sub-word alignment needs real sub-words. Drop this once conftest passes `vocab=`."""
-    out = tmp_path_factory.mktemp("ner-tiny-bert")
-    shutil.copytree(tiny_model, out, dirs_exist_ok=True)
-    BertTokenizerFast(vocab=str(tiny_model / "vocab.txt"), do_lower_case=True).save_pretrained(out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def conll(tmp_path_factory, model) -> Path:
+def conll(tmp_path_factory, tiny_model) -> Path:
     root = tmp_path_factory.mktemp("ner-conll")
-    return run_all(root, ner_params(root / "params.yaml", model), EN_CONLL)
+    return run_all(root, ner_params(root / "params.yaml", tiny_model), EN_CONLL)
 
 
 @pytest.fixture(scope="module")
-def chinese(tmp_path_factory, model) -> Path:
+def chinese(tmp_path_factory, tiny_model) -> Path:
     root = tmp_path_factory.mktemp("ner-zh")
-    return run_all(root, ner_params(root / "params.yaml", model), ZH_CONLL)
+    return run_all(root, ner_params(root / "params.yaml", tiny_model), ZH_CONLL)
 
 
 def test_conll_clean_counts_sentences_documents_tags_and_entities(conll):
@@ -129,8 +117,8 @@ def test_entity_spans_are_word_indices_with_exclusive_end_and_cjk_joined_without
                                              {"type": "LOC", "text": "New York", "start": 4, "end": 6}]
 
 
-def test_jsonl_with_iob1_tags_and_a_split_column_runs_every_stage(tmp_path, model):
-    params = ner_params(tmp_path / "params.yaml", model, **JSONL_COLUMNS, **{"task.split_column": "split"})
+def test_jsonl_with_iob1_tags_and_a_split_column_runs_every_stage(tmp_path, tiny_model):
+    params = ner_params(tmp_path / "params.yaml", tiny_model, **JSONL_COLUMNS, **{"task.split_column": "split"})
     run_all(tmp_path, params, EN_JSONL)
     assert {k: v["examples"] for k, v in read(tmp_path / "reports/split.json").items()} == \
         {"train": 20, "validation": 5, "test": 5}
@@ -148,9 +136,9 @@ def test_chinese_character_level_conll_gets_one_subword_per_character(chinese):
 
 
 @pytest.fixture(scope="module")
-def hyphen_sentence(model) -> tuple[Dataset, AutoTokenizer, list[str]]:
+def hyphen_sentence(tiny_model) -> tuple[Dataset, AutoTokenizer, list[str]]:
     """'Jean-Luc' is one word but three sub-words (jean, -, luc) for a BERT tokenizer."""
-    tokenizer = AutoTokenizer.from_pretrained(model)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     labels = ["O", "B-PER", "I-PER"]
     ds = Dataset.from_dict({"tokens": [["Jean-Luc", "Picard", "smiled"]], "tag_ids": [[1, 2, 0]], "doc": [0],
                             "text": ["Jean-Luc Picard smiled"]})
@@ -227,12 +215,12 @@ def test_bad_input_exits_2_with_one_message_naming_the_line(case, tmp_path, tiny
     assert not (tmp_path / "out").exists()
 
 
-def test_dvc_repro_runs_the_ner_pipeline_end_to_end(tmp_path, model):
+def test_dvc_repro_runs_the_ner_pipeline_end_to_end(tmp_path, tiny_model):
     repo = copy_project(tmp_path)
     (repo / "data/demo/ner.conll").write_bytes(EN_CONLL.read_bytes())
     pipeline = (repo / "dvc.yaml").read_text()
     (repo / "dvc.yaml").write_text(pipeline.replace("data/demo/reviews.csv", "data/demo/ner.conll"))
-    ner_params(repo / "params.yaml", model)
+    ner_params(repo / "params.yaml", tiny_model)
     assert yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["clean"]["deps"][0] == "data/demo/ner.conll"
     for cmd in (("git", "init", "-q"), ("dvc", "init", "-q"), ("git", "add", "-A"), ("git", "commit", "-qm", "init")):
         sh(repo, *cmd)

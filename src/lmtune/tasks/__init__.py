@@ -39,6 +39,7 @@ class TaskSpec:
     default_metric: str  # validation metric for the kept checkpoint when fine_tune.metric_for_best_model is auto
     input_fields: tuple[str, ...] = ("text",)  # fields every prediction request needs (lmtune predict, MLflow serving);
     # a plain-text input line becomes {"text": line}, so single-input tasks use ("text",)
+    alternative_input: str | None = None  # a field that may stand in for input_fields (NER: a "tokens" list)
     generates: bool = False  # sequence-to-sequence: Seq2SeqTrainer, with generation during validation
 
 
@@ -116,6 +117,7 @@ TASKS: dict[str, TaskSpec] = {
         evaluate=ner.evaluate,
         predict=ner.predict,
         default_metric="f1",  # entity-level micro F1 (seqeval)
-        input_fields=("text",),  # or a "tokens" list instead
+        input_fields=("text",),
+        alternative_input="tokens",  # pre-split words instead of a text
     ),
 }
