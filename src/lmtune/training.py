@@ -168,7 +168,11 @@ def apply_lora(model: Any, ft: FineTuneParams) -> Any:
     from peft import LoraConfig, TaskType, get_peft_model
 
     modules = [m.strip() for m in ft.lora_target_modules.split(",") if m.strip()]
-    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=ft.lora_rank, lora_alpha=ft.lora_alpha,
+    name = type(model).__name__  # peft's task type decides which head stays fully trainable (modules_to_save)
+    task_type = (TaskType.TOKEN_CLS if name.endswith("ForTokenClassification") else
+                 TaskType.QUESTION_ANS if name.endswith("ForQuestionAnswering") else
+                 TaskType.SEQ_2_SEQ_LM if model.config.is_encoder_decoder else TaskType.SEQ_CLS)
+    config = LoraConfig(task_type=task_type, r=ft.lora_rank, lora_alpha=ft.lora_alpha,
                         lora_dropout=ft.lora_dropout, target_modules=modules)
     try:
         return get_peft_model(model, config)

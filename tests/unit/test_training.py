@@ -138,3 +138,17 @@ def test_gradient_accumulation_matches_one_big_batch(ft, tiny_model, tmp_path):
         trainer.train()
         weights.append(model.classifier.weight.detach().clone())
     torch.testing.assert_close(weights[0], weights[1], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("auto_class, head", [("AutoModelForTokenClassification", "classifier"),
+                                              ("AutoModelForQuestionAnswering", "qa_outputs"),
+                                              ("AutoModelForSequenceClassification", "classifier")])
+def test_lora_keeps_each_task_head_fully_trainable(ft, tiny_model, auto_class, head):
+    import transformers
+
+    model = getattr(transformers, auto_class).from_pretrained(tiny_model, num_labels=3)
+    lora = training.apply_lora(model, dataclasses.replace(ft, lora_rank=2, lora_alpha=4))
+    trainable = {name for name, p in lora.named_parameters() if p.requires_grad}
+    assert any(f"{head}.modules_to_save" in name for name in trainable), sorted(trainable)
+    assert any("lora_A" in name for name in trainable)
+    assert not any("word_embeddings" in name for name in trainable)
