@@ -207,11 +207,12 @@ def test_target_file_with_a_jsonl_input_is_refused(tmp_path, tiny_model):
 
 def test_lmtune_predict_generates_text_for_plain_lines_and_json(text_run, tmp_path):
     inputs = tmp_path / "in.txt"
-    inputs.write_text('A dog is running.\n{"text": "Two girls are playing.", "id": 7}\n')
+    inputs.write_text('A dog is running.\n{"source": "Two girls are playing.", "id": 7}\n')
     result = run_module("lmtune.cli", "predict", "--model", str(text_run / "model"), "--input", str(inputs))
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [r["text"] for r in rows] == ["A dog is running.", "Two girls are playing."] and rows[1]["id"] == 7
+    assert rows[0]["text"] == "A dog is running." and rows[1]["source"] == "Two girls are playing."
+    assert rows[1]["id"] == 7
     assert all(isinstance(r["generated"], str) for r in rows)
 
 

@@ -104,6 +104,7 @@ TASKS: dict[str, TaskSpec] = {
         evaluate=seq2seq.evaluate,
         predict=seq2seq.predict,
         default_metric=metric,
+        alternative_input="source",  # {"source": ...} records work too
         generates=True,
     ) for name, metric in (("summarization", "rougeL"), ("translation", "bleu"))},
     "ner": TaskSpec(

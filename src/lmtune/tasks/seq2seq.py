@@ -217,9 +217,10 @@ def evaluate(model: Any, tokenizer: PreTrainedTokenizerBase, test: Dataset, labe
 
 def predict(model: Any, tokenizer: Any, records: list[dict[str, Any]], info: dict[str, Any],
             batch_size: int) -> list[dict[str, Any]]:
-    """Each record's `text` gets `generated`, with the source prefix and generation settings of training."""
+    """Each record's `text` (or `source`) gets `generated`, with the source prefix and generation settings of
+    training."""
     s2s = info["params"]["seq2seq"]
-    sources = [s2s["source_prefix"] + str(r["text"]) for r in records]
+    sources = [s2s["source_prefix"] + str(r["text"] if "text" in r else r["source"]) for r in records]
     generated, _ = batched_generate(model, tokenizer, text_features(tokenizer, sources, info), batch_size,
                                     {"num_beams": s2s["num_beams"], "max_new_tokens": s2s["max_new_tokens"]})
     return [{"generated": g} for g in generated]
