@@ -204,8 +204,10 @@ def test_dvc_repro_runs_the_multilabel_pipeline_end_to_end(tmp_path, tiny_model)
 
 @pytest.mark.slow
 def test_packaged_checkpoint_learns_the_multilabel_topics(tmp_path):
-    """A quality floor on 240 generated topic texts (36 in the test split)."""
-    params = write_params(tmp_path / "params.yaml", {"task.name": "multilabel", "tracking.log_model": False})
+    """240 generated topic texts (36 in the test split), 10 epochs. Measured on a 2-core CPU (bf16, about 20 s of
+    pipeline): f1_micro 0.980, f1_macro 0.981, subset accuracy 0.917."""
+    params = write_params(tmp_path / "params.yaml", {"task.name": "multilabel", "fine_tune.epochs": 10,
+                                                     "tracking.log_model": False})
     run_all(tmp_path, params, data=FIXTURES / "multilabel_topics_large.csv")
     m = read(tmp_path / "reports/metrics.json")
-    assert m["f1_micro"] >= 0.90 and m["f1_macro"] >= 0.85, m
+    assert m["f1_micro"] >= 0.93 and m["f1_macro"] >= 0.93 and m["subset_accuracy"] >= 0.8, m

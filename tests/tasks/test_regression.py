@@ -116,8 +116,11 @@ def test_dvc_repro_runs_the_regression_pipeline_end_to_end(tmp_path, tiny_model)
 
 @pytest.mark.slow
 def test_packaged_checkpoint_learns_the_review_scores(tmp_path):
-    """A quality floor on 240 generated review texts (36 in the test split)."""
-    params = write_params(tmp_path / "params.yaml", {**REGRESSION, "tracking.log_model": False})
+    """240 generated reviews scored 1-5 (36 in the test split), 10 epochs at learning rate 1e-4: the new output unit
+    starts near 0 and must climb to the 1-5 range, which 4 epochs at 5e-5 do not reach (pearson 0.23). Measured on a
+    2-core CPU (bf16, about 20 s of pipeline): pearson 0.975, spearman 0.972, mae 0.201, r2 0.927."""
+    params = write_params(tmp_path / "params.yaml", {**REGRESSION, "fine_tune.epochs": 10,
+                                                     "fine_tune.learning_rate": 1e-4, "tracking.log_model": False})
     run_all(tmp_path, params, data=FIXTURES / "regression_reviews_large.csv")
     m = read(tmp_path / "reports/metrics.json")
-    assert m["pearson"] >= 0.85 and m["mae"] <= 0.6, m
+    assert m["pearson"] >= 0.93 and m["mae"] <= 0.35, m
