@@ -104,7 +104,8 @@ def test_evaluate_applies_the_threshold_param(csv_run, tmp_path, tiny_model):
 def test_validation_metrics_use_the_threshold_param(tmp_path, tiny_model):
     from lmtune.tasks.multilabel import compute_metrics
 
-    pred = SimpleNamespace(predictions=np.array([[2.0, -2.0], [0.5, -0.5]]), label_ids=np.array([[1.0, 0.0], [0.0, 0.0]]))
+    pred = SimpleNamespace(predictions=np.array([[2.0, -2.0], [0.5, -0.5]]),
+                           label_ids=np.array([[1.0, 0.0], [0.0, 0.0]]))
     for threshold, subset_accuracy in ((0.5, 0.5), (0.7, 1.0)):  # sigmoid(0.5) = 0.62: predicted at 0.5 only
         params = load_params(write_params(tmp_path / "p.yaml", {"task.name": "multilabel",
                                                                  "multilabel.threshold": threshold}))

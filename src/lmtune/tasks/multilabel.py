@@ -99,7 +99,8 @@ def compute_metrics(labels: list[str], params: Params, eval_dataset: Dataset, to
     threshold = params.multilabel.threshold
 
     def fn(pred: Any) -> dict[str, float]:
-        return metrics.multilabel_metrics(pred.label_ids.astype(int), (expit(pred.predictions) >= threshold).astype(int))
+        predicted = (expit(pred.predictions) >= threshold).astype(int)  # logits (texts, labels) -> 0/1
+        return metrics.multilabel_metrics(pred.label_ids.astype(int), predicted)
 
     return fn
 
