@@ -33,6 +33,7 @@ INFERENCE_PARAMS = ("task", "clean", "tokenize", "ner", "multilabel", "qa", "seq
 def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, checkpoint_dir: Path) -> dict:
     spec, ft = TASKS[params.task.name], params.fine_tune
     tracking_ok = tracking.connect(params.tracking.required)  # fail fast, before any heavy work
+    tracking.require_a_commit()
     if ft.num_threads:
         torch.set_num_threads(ft.num_threads)
     set_seed(ft.seed)  # before the model is built: the new head's initial weights depend on it

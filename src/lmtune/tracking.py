@@ -69,6 +69,19 @@ def git_commit() -> str:
     return sha + ("-dirty" if dirty else "")
 
 
+def require_a_commit() -> None:
+    """Inside a git repository with no commit yet, DVCLive fails with a traceback (and lineage has no commit to
+    name): stop before any work and say what to do. Outside git, runs go on (lineage says "unknown")."""
+    try:
+        inside = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], capture_output=True, text=True)
+        head = subprocess.run(["git", "rev-parse", "--verify", "--quiet", "HEAD"], capture_output=True, text=True)
+    except OSError:
+        return
+    if inside.returncode == 0 and head.returncode != 0:
+        raise LmtuneError("the git repository has no commits yet, and DVCLive (per-step metrics) and the run's "
+                          "lineage need one: run `git add -A && git commit -m 'first commit'`, then `dvc repro` again")
+
+
 def content_md5(path: str | Path) -> str:
     """md5 over the relative paths and bytes of every file under `path` (or of one file)."""
     path = Path(path)

@@ -73,7 +73,7 @@ def _world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse")  # validation metrics where smaller wins
+LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse", "hamming_loss")  # validation metrics where smaller wins
 
 
 def training_arguments(ft: FineTuneParams, output_dir: Path, precision: str, has_validation: bool, metric: str,

@@ -66,6 +66,18 @@ def test_unreachable_tracking_server_fails_fast_before_training(tmp_path, tiny_m
     assert time.time() - start < 60
 
 
+def test_git_repo_without_commits_stops_fine_tune_with_what_to_do(tmp_path, tiny_model):
+    """DVCLive fails with a traceback in a git repo that has no commit; the stage says so first, before training."""
+    params = write_params(tmp_path / "params.yaml", tiny_overrides(tiny_model))
+    prepare_splits(tmp_path, params)
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    result = subprocess.run(fine_tune_cmd(tmp_path, params), cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "no commits yet" in result.stderr and "git commit" in result.stderr
+    assert "Running training" not in result.stderr and not (tmp_path / "model").exists()
+
+
 def test_optional_tracking_trains_anyway_and_warns(tmp_path, tiny_model):
     params = write_params(tmp_path / "params.yaml", {**tiny_overrides(tiny_model), "tracking.required": False})
     prepare_splits(tmp_path, params)

@@ -62,7 +62,9 @@ def test_evaluate_writes_error_metrics_predictions_and_a_scatter_plot(pipeline):
     assert len(rows) == m["test_examples"] == 10 and set(rows[0]) == {"text", "target", "predicted", "error"}
     assert all(r["error"] == pytest.approx(r["predicted"] - r["target"], abs=1e-5) for r in rows)
     assert (pipeline / "reports/eval/figures/predicted_vs_actual.png").stat().st_size > 1000
-    assert not any((pipeline / "reports/plots").rglob("*.json")), "no plot kind fits a regression"
+    points = read(pipeline / "reports/plots/actual_vs_predicted/test.json")
+    assert [(p["actual"], p["predicted"]) for p in points] == [(r["target"], r["predicted"]) for r in rows]
+    assert [p.parent.name for p in (pipeline / "reports/plots").rglob("*.json")] == ["actual_vs_predicted"]
 
 
 def test_lmtune_predict_returns_a_value_per_text(pipeline, tmp_path, capsys):

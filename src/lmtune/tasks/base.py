@@ -21,4 +21,5 @@ PLOT_KINDS = {
     "confusion": "rows {actual, predicted} (confusion template)",
     "f1_by_label": "rows {label, f1} (bar_horizontal template)",
     "precision_recall": "rows {recall, precision} (scatter template)",
+    "actual_vs_predicted": "rows {actual, predicted} numbers (scatter template)",
 }

@@ -85,6 +85,8 @@ def evaluate(model: Any, tokenizer: PreTrainedTokenizerBase, test: Dataset, labe
     predictions = [{"text": text, "target": round(float(a), 6), "predicted": round(float(p), 6),
                     "error": round(float(p - a), 6)} for text, a, p in zip(test["text"], actual, predicted)]
     return EvalResult(metrics=metrics.regression_metrics(actual, predicted), predictions=predictions,
+                      plots={"actual_vs_predicted": [{"actual": p["target"], "predicted": p["predicted"]}
+                                                     for p in predictions]},
                       figures={"predicted_vs_actual.png": lambda path: plots.predicted_vs_actual(actual, predicted,
                                                                                                  path)})
 
