@@ -24,7 +24,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.common import ROOT
+
 STAGES = (("clean", "input.tsv", "interim"), ("tokenize", "interim", "tokenized"), ("split", "tokenized", "splits"))
 
 

@@ -1,6 +1,6 @@
 """Extractive QA benchmark on SQuAD v1.1: fine-tune the packaged model with the project's stages, report EM/F1.
 
-    flock /tmp/lmtune_bench.lock python -m bench.qa [--epochs 1] [--max-test 0] [--set fine_tune.precision=fp32]
+    python -m bench.qa [--epochs 1] [--max-test 0] [--set fine_tune.precision=fp32]
 
 Only the SQuAD v1.1 dev set is on this machine, split by article into part_a (4,961 questions) and part_b (5,609).
 Train on part_a with about --val-fraction of its questions' articles held out for validation (checkpoint choice),
@@ -16,28 +16,21 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import random
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import mlflow
-
-from bench.speed import machine_info, parse_value, timed_trainer_train
+from bench.common import DATASETS, MODEL, ROOT, add_params_args, bench_params, machine_info, prepare, run_pipeline
 from lmtune import io
-from lmtune.cli import run_stage, setup_logging
-from lmtune.config import Params, load_params, params_from_dict
-from stages import clean, evaluate, fine_tune, split, tokenize
-
-ROOT = Path(__file__).resolve().parents[1]
-MODEL = "packaged:all-MiniLM-L6-v2"
+from lmtune.cli import run_stage
+from lmtune.config import Params
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data-dir", type=Path, default=(ROOT / "../shared/datasets/squad_v1.1").resolve(),
+    p.add_argument("--data-dir", type=Path, default=DATASETS / "squad_v1.1",
                    help="directory with dev-v1.1.part_a.json and dev-v1.1.part_b.json (default: %(default)s)")
     for name, kind, default, text in (
             ("max-length", int, 256, "tokens per window"), ("stride", int, 64, "tokens shared by neighbouring windows"),
@@ -49,10 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             ("max-val", int, 300, "validation questions (same sampling); 0 = all"),
             ("max-test", int, 1000, "part_b test questions (same sampling); 0 = all 5,609")):
         p.add_argument(f"--{name}", type=kind, default=default, help=f"{text} (default: %(default)s)")
-    p.add_argument("--params", type=Path, default=ROOT / "params.yaml", help="base params file (default: %(default)s)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a param after the benchmark settings, e.g. fine_tune.precision=fp32 (repeatable)")
-    p.add_argument("--out", type=Path, default=ROOT / "reports/bench/qa.json", help="JSON results file")
+    add_params_args(p, ROOT / "reports/bench/qa.json")
     return p.parse_args(argv)
 
 
@@ -103,47 +93,28 @@ def build_rows(args: argparse.Namespace, part_a: Path, part_b: Path) -> tuple[li
     return rows, chosen
 
 
-def bench_params(args: argparse.Namespace) -> Params:
-    """params.yaml with the benchmark's settings and the --set overrides, validated by lmtune.config."""
-    raw = dataclasses.asdict(load_params(args.params))
-    raw["task"] |= {"name": "qa", "split_column": "split"}
-    raw["model"]["name_or_path"] = MODEL
-    raw["clean"] |= {"input_format": "jsonl", "encoding": "utf-8"}
-    raw["qa"] |= {"question_column": "question", "context_column": "context", "answers_column": "answers",
-                  "stride": args.stride}
-    raw["tokenize"]["max_length"] = args.max_length
-    raw["fine_tune"] |= {"epochs": args.epochs, "max_steps": 0, "batch_size": args.batch_size, "learning_rate": args.lr,
-                         "warmup_ratio": args.warmup, "seed": args.seed, "early_stopping_patience": 0,
-                         "metric_for_best_model": "auto"}
-    raw["tracking"] |= {"log_model": False, "registered_model": ""}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        section, _, field = key.partition(".")
-        if not sep or not field:
-            sys.exit(f"[bench] --set {item!r}: expected SECTION.KEY=VALUE, e.g. fine_tune.precision=fp32")
-        raw.setdefault(section, {})[field] = parse_value(value)
-    return params_from_dict(raw, source=f"{args.params} with benchmark settings")
+def qa_params(args: argparse.Namespace) -> Params:
+    return bench_params(args, {
+        "task": {"name": "qa", "split_column": "split"}, "clean": {"input_format": "jsonl", "encoding": "utf-8"},
+        "qa": {"question_column": "question", "context_column": "context", "answers_column": "answers",
+               "stride": args.stride},
+        "tokenize": {"max_length": args.max_length},
+        "fine_tune": {"epochs": args.epochs, "max_steps": 0, "batch_size": args.batch_size, "learning_rate": args.lr,
+                      "warmup_ratio": args.warmup, "seed": args.seed, "early_stopping_patience": 0,
+                      "metric_for_best_model": "auto"}})
 
 
 def run(params: Params, input_path: Path, work: Path) -> dict:
     """The project's stages on the benchmark JSONL; returns the figures to report."""
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"  # throwaway store, artifacts in work/
-    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
-    mlflow.create_experiment(params.tracking.experiment, artifact_location=(work / "mlartifacts").as_uri())
-    cleaned = clean.run(params, input_path, work / "interim")
-    tokens = tokenize.run(params, work / "interim", work / "tokenized")
-    sizes = split.run(params, work / "tokenized", work / "splits")
-    with timed_trainer_train() as train_seconds:
-        summary = fine_tune.run(params, work / "splits", work / "model", work / "reports", work / "checkpoints")
-    start = time.perf_counter()
-    metrics = evaluate.run(params, work / "splits", work / "model", work / "reports")
-    windows = {name: s["rows"] for name, s in sizes.items()}
+    out = run_pipeline(params, input_path, work)
+    metrics, summary = out["metrics"], out["fine_tune"]
+    windows = {name: s["rows"] for name, s in out["split"].items()}
     return {
         "exact_match": round(metrics["exact_match"], 2), "f1": round(metrics["f1"], 2),
         "test_questions": metrics["questions"], "test_paragraphs": metrics["test_examples"],
-        "windows": windows, "tokenize": tokens, "rows_rejected": cleaned["rows_rejected"],
-        "train_samples_per_second": round(windows["train"] * summary["epochs"] / train_seconds[-1], 3),  # windows
-        "train_runtime_s": round(train_seconds[-1], 2), "evaluate_runtime_s": round(time.perf_counter() - start, 2),
+        "windows": windows, "tokenize": out["tokenize"], "rows_rejected": out["clean"]["rows_rejected"],
+        "train_samples_per_second": round(windows["train"] * summary["epochs"] / out["train_seconds"], 3),  # windows
+        "train_runtime_s": out["train_seconds"], "evaluate_runtime_s": out["evaluate_seconds"],
         "best_validation_f1": summary["best_metric"], "fine_tune_summary": summary,
     }
 
@@ -154,10 +125,8 @@ def main(argv: list[str] | None = None) -> None:
     if not all(p.is_file() for p in parts):
         sys.exit(f"[bench] SQuAD v1.1 not found: need {parts[0].name} and {parts[1].name} in {args.data_dir}; "
                  f"pass --data-dir")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    setup_logging()
-    params = bench_params(args)
+    prepare()
+    params = qa_params(args)
     rows, chosen = build_rows(args, *parts)
     settings = {k: v for k, v in vars(args).items() if k not in ("params", "out", "data_dir", "set")}
     settings |= {"data_dir": str(args.data_dir), "overrides": args.set, "model": MODEL, **chosen}

@@ -1,7 +1,7 @@
 """Sequence-to-sequence benchmark: the project's stages on Multi30k EN->DE (translation) and DialogSum (summarization).
 
-    flock /tmp/lmtune_bench.lock python -m bench.seq2seq --part translation [--max-train 1000 --max-test 100]
-    flock /tmp/lmtune_bench.lock python -m bench.seq2seq --part summarization [--max-train 300 --max-test 50]
+    python -m bench.seq2seq --part translation [--max-train 1000 --max-test 100]
+    python -m bench.seq2seq --part summarization [--max-train 300 --max-test 50]
 
 Reads the data in place from ../shared/datasets (multi30k_en_de: train.en/.de and test_2016_flickr.en/.de;
 dialogsum: dialogsum.train.prerelease.jsonl and dialogsum.test.jsonl, whose first reference, summary1, is the
@@ -15,23 +15,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 
-import mlflow
 import pandas as pd
 
-from bench.speed import machine_info, parse_value
+from bench.common import DATASETS, MODEL, ROOT, add_params_args, bench_params, machine_info, prepare, run_pipeline
 from lmtune import io
-from lmtune.cli import run_stage, setup_logging
-from lmtune.config import Params, load_params, params_from_dict
-from stages import clean, evaluate, fine_tune, split, tokenize
+from lmtune.cli import run_stage
+from lmtune.config import Params
 
-ROOT = Path(__file__).resolve().parents[1]
-DATASETS = (ROOT / "../shared/datasets").resolve()
-MODEL = "packaged:all-MiniLM-L6-v2"
 # part -> (data directory, per-part defaults: max_train, max_test, source tokens, target tokens, new tokens)
 PARTS = {"translation": ("multi30k_en_de", {"max_train": 1000, "max_test": 100, "max_length": 48,
                                              "max_target_length": 48, "max_new_tokens": 40}),
@@ -48,10 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name, kind, default in (("epochs", float, 1.0), ("batch-size", int, 16), ("lr", float, 1e-4),
                                 ("num-beams", int, 1), ("seed", int, 42)):
         p.add_argument(f"--{name}", type=kind, default=default, help="default: %(default)s")
-    p.add_argument("--params", type=Path, default=ROOT / "params.yaml", help="base params (default: %(default)s)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a param after the benchmark settings, e.g. fine_tune.precision=fp32 (repeatable)")
-    p.add_argument("--out", type=Path, help="JSON results (default: reports/bench/<part>.json)")
+    add_params_args(p, None)  # None: reports/bench/<part>.json
     args = p.parse_args(argv)
     folder, defaults = PARTS[args.part]
     for key, value in defaults.items():
@@ -87,53 +78,34 @@ def load_pairs(args: argparse.Namespace) -> pd.DataFrame | None:
     return pd.concat(parts, ignore_index=True)
 
 
-def bench_params(args: argparse.Namespace) -> Params:
-    """Base params with the benchmark's settings and --set overrides, validated by lmtune.config."""
-    raw = dataclasses.asdict(load_params(args.params))
-    raw["task"] |= {"name": args.part, "text_column": "source", "label_column": "target", "split_column": "split"}
-    raw["model"]["name_or_path"] = MODEL
-    raw["clean"] |= {"input_format": "jsonl", "encoding": "utf-8"}
-    raw["seq2seq"] |= {"target_file": "", "source_prefix": "", "max_target_length": args.max_target_length,
-                       "num_beams": args.num_beams, "max_new_tokens": args.max_new_tokens}
-    raw["tokenize"]["max_length"] = args.max_length
-    raw["fine_tune"] |= {"epochs": args.epochs, "max_steps": 0, "batch_size": args.batch_size,
-                         "learning_rate": args.lr, "seed": args.seed, "early_stopping_patience": 0}
-    raw["evaluate"]["batch_size"] = 32
-    raw["tracking"] |= {"log_model": False, "registered_model": ""}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        section, _, name = key.partition(".")
-        raw.setdefault(section, {})[name] = parse_value(value)
-    return params_from_dict(raw, source=f"{args.params} with benchmark settings")
+def seq2seq_params(args: argparse.Namespace) -> Params:
+    return bench_params(args, {
+        "task": {"name": args.part, "text_column": "source", "label_column": "target", "split_column": "split"},
+        "clean": {"input_format": "jsonl", "encoding": "utf-8"},
+        "seq2seq": {"target_file": "", "source_prefix": "", "max_target_length": args.max_target_length,
+                    "num_beams": args.num_beams, "max_new_tokens": args.max_new_tokens},
+        "tokenize": {"max_length": args.max_length}, "evaluate": {"batch_size": 32},
+        "fine_tune": {"epochs": args.epochs, "max_steps": 0, "batch_size": args.batch_size, "learning_rate": args.lr,
+                      "seed": args.seed, "early_stopping_patience": 0}})
 
 
 def run_stages(params: Params, pairs: pd.DataFrame, work: Path) -> dict:
     pairs.to_json(work / "pairs.jsonl", orient="records", lines=True, force_ascii=False)
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"  # throwaway store
-    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
-    mlflow.create_experiment(params.tracking.experiment, artifact_location=(work / "mlartifacts").as_uri())
-    cleaned = clean.run(params, work / "pairs.jsonl", work / "interim")
-    tokens = tokenize.run(params, work / "interim", work / "tokenized")
-    sizes = split.run(params, work / "tokenized", work / "splits")
-    train = fine_tune.run(params, work / "splits", work / "model", work / "reports", work / "checkpoints")
-    start = time.perf_counter()
-    metrics = evaluate.run(params, work / "splits", work / "model", work / "reports")
-    eval_s = time.perf_counter() - start
+    out = run_pipeline(params, work / "pairs.jsonl", work)
     samples = [json.loads(line) for line in (work / "reports/eval/predictions.jsonl").read_text().splitlines()[:3]]
-    return {"clean": cleaned, "tokenize": tokens, "split": sizes, "fine_tune": train, "test_metrics": metrics,
-            "evaluate_runtime_s": round(eval_s, 2),
-            "generate_examples_per_second": round(metrics["test_examples"] / eval_s, 3), "samples": samples}
+    return {"clean": out["clean"], "tokenize": out["tokenize"], "split": out["split"], "fine_tune": out["fine_tune"],
+            "test_metrics": out["metrics"], "evaluate_runtime_s": out["evaluate_seconds"],
+            "generate_examples_per_second": round(out["metrics"]["test_examples"] / out["evaluate_seconds"], 3),
+            "samples": samples}
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     pairs = load_pairs(args)
     if pairs is None:
         raise SystemExit(f"[bench] {args.data_dir}: dataset files for {args.part} not found; pass --data-dir")
-    setup_logging()
-    params = bench_params(args)
+    prepare()
+    params = seq2seq_params(args)
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     settings |= {"model": MODEL, "references": "summary1" if args.part == "summarization" else "test_2016_flickr.de",
                  "validation": "none (no checkpoint selection)"}

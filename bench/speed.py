@@ -11,33 +11,22 @@ delta, and writes the figures (with machine info) to a JSON file.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
-import os
 import resource
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
 from pathlib import Path
-from unittest import mock
 
-import mlflow
 import pandas as pd
-import torch
-import transformers
-import yaml
 
+from bench.common import MODEL, ROOT, add_params_args, bench_params, machine_info, prepare, run_pipeline
 from lmtune import io, models
-from lmtune.cli import run_stage, setup_logging
-from lmtune.config import Params, load_params, params_from_dict
-from stages import clean, evaluate, fine_tune, split, tokenize
+from lmtune.cli import run_stage
+from lmtune.config import Params
 
-ROOT = Path(__file__).resolve().parents[1]
 BASELINE = (ROOT / "../shared/bench/hf_trainer_baseline.py").resolve()
-MODEL = "packaged:all-MiniLM-L6-v2"
 SPEED_TARGET = 15.0  # ours / baseline train samples per second
 ACCURACY_TOLERANCE = 0.5  # dev accuracy points ours may lose against the baseline
 
@@ -50,10 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                 ("lr", float, 2e-5), ("seed", int, 42), ("max-length", int, 128)):
         p.add_argument(f"--{name}", type=kind, default=default, help="same for both systems (default: %(default)s)")
     p.add_argument("--skip-baseline", action="store_true", help="run only our fine-tune (no ratio)")
-    p.add_argument("--params", type=Path, default=ROOT / "params.yaml", help="our params file (default: %(default)s)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a param after the benchmark settings, e.g. fine_tune.precision=fp32 (repeatable)")
-    p.add_argument("--out", type=Path, default=ROOT / "reports/bench/speed.json", help="JSON results file")
+    add_params_args(p, ROOT / "reports/bench/speed.json")
     return p.parse_args(argv)
 
 
@@ -78,67 +64,25 @@ def run_baseline(args: argparse.Namespace, model_dir: str, work: Path) -> dict:
     return json.loads(lines[-1])
 
 
-def parse_value(text: str) -> object:
-    """A --set value as YAML (true, 3, fp32), with 2e-5-style floats that YAML 1.1 leaves as strings."""
-    value = yaml.safe_load(text)
-    if isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            return float(value)
-    return value
-
-
-def bench_params(args: argparse.Namespace) -> Params:
-    """Our params.yaml with the benchmark's settings and the --set overrides, validated by lmtune.config."""
-    raw = dataclasses.asdict(load_params(args.params))
-    raw["task"] |= {"name": "classification", "text_column": "text", "label_column": "label", "split_column": "split"}
-    raw["model"]["name_or_path"] = MODEL
-    raw["clean"] |= {"input_format": "csv", "encoding": "utf-8"}
-    raw["tokenize"]["max_length"] = args.max_length
-    raw["fine_tune"] |= {"epochs": args.epochs, "max_steps": 0, "batch_size": args.batch_size,
-                         "learning_rate": args.lr, "seed": args.seed, "warmup_ratio": 0.0, "weight_decay": 0.0,
-                         "lr_scheduler": "linear", "early_stopping_patience": 0}
-    raw["tracking"] |= {"log_model": False, "registered_model": ""}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        section, _, field = key.partition(".")
-        if not sep or not field:
-            sys.exit(f"[bench] --set {item!r}: expected SECTION.KEY=VALUE, e.g. fine_tune.precision=fp32")
-        raw.setdefault(section, {})[field] = parse_value(value)
-    return params_from_dict(raw, source=f"{args.params} with benchmark settings")
-
-
-@contextlib.contextmanager
-def timed_trainer_train() -> Iterator[list[float]]:
-    """Wall-clock seconds of each Trainer.train() call, measured as the baseline does (perf_counter around it)."""
-    original, seconds = transformers.Trainer.train, []
-
-    def train(self, *a, **kw):
-        start = time.perf_counter()
-        try:
-            return original(self, *a, **kw)
-        finally:
-            seconds.append(time.perf_counter() - start)
-
-    with mock.patch.object(transformers.Trainer, "train", train):
-        yield seconds
+def speed_params(args: argparse.Namespace) -> Params:
+    """Our params.yaml with the benchmark's settings (those of the baseline run) and the --set overrides."""
+    return bench_params(args, {
+        "task": {"name": "classification", "text_column": "text", "label_column": "label", "split_column": "split"},
+        "clean": {"input_format": "csv", "encoding": "utf-8"}, "tokenize": {"max_length": args.max_length},
+        "fine_tune": {"epochs": args.epochs, "max_steps": 0, "batch_size": args.batch_size, "learning_rate": args.lr,
+                      "seed": args.seed, "warmup_ratio": 0.0, "weight_decay": 0.0, "lr_scheduler": "linear",
+                      "early_stopping_patience": 0}})
 
 
 def run_ours(params: Params, train: pd.DataFrame, dev: pd.DataFrame, work: Path) -> dict:
     """The project's stages on the benchmark data: train rows -> train split, dev rows -> test split."""
     frame = pd.concat([train.assign(split="train"), dev.assign(split="test")], ignore_index=True)
     frame.to_csv(work / "input.csv", index=False)
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"  # throwaway store, artifacts in work/
-    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
-    mlflow.create_experiment(params.tracking.experiment, artifact_location=(work / "mlartifacts").as_uri())
-    cleaned = clean.run(params, work / "input.csv", work / "interim")
+    result = run_pipeline(params, work / "input.csv", work)
     rejected = pd.read_csv(work / "interim/rejected.csv", keep_default_na=False)
     rejected["split"] = frame["split"].to_numpy()[rejected["row"].to_numpy(dtype=int) - 2]  # row 2 = first data row
-    tokenize.run(params, work / "interim", work / "tokenized")
-    sizes = split.run(params, work / "tokenized", work / "splits")
-    with timed_trainer_train() as train_seconds:
-        summary = fine_tune.run(params, work / "splits", work / "model", work / "reports", work / "checkpoints")
-    metrics = evaluate.run(params, work / "splits", work / "model", work / "reports")
-    n_train, wall = sizes["train"]["examples"], train_seconds[-1]
+    summary, metrics = result["fine_tune"], result["metrics"]
+    n_train, wall = result["split"]["train"]["examples"], result["train_seconds"]
     return {
         "system": "lmtune-fine-tune",
         "train_samples": n_train,
@@ -151,18 +95,9 @@ def run_ours(params: Params, train: pd.DataFrame, dev: pd.DataFrame, work: Path)
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "precision": summary["precision"],
         "rows_dropped_by_clean": {f"{s}/{r}": int(n) for (s, r), n in rejected.groupby(["split", "reason"]).size().items()},
-        "rows_in": cleaned["rows_in"],
+        "rows_in": result["clean"]["rows_in"],
         "fine_tune_summary": summary,
     }
-
-
-def machine_info() -> dict:
-    """CPU model, core counts and library versions."""
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "?")
-    return {"cpu": cpu, "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
-            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "python": sys.version.split()[0]}
 
 
 def report(rows: list[dict]) -> dict:
@@ -196,10 +131,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not args.skip_baseline and not BASELINE.is_file():
         sys.exit(f"[bench] baseline script {BASELINE} not found; pass --skip-baseline to time our fine-tune alone")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    setup_logging()
-    params = bench_params(args)
+    prepare()
+    params = speed_params(args)
     train, dev = read_tsv(args.data_dir / "train.tsv", args.max_train, args.seed), read_tsv(args.data_dir / "dev.tsv")
     settings = {k: v for k, v in vars(args).items() if k not in ("params", "out", "data_dir")}
     settings |= {"data_dir": str(args.data_dir), "params": str(args.params), "dev_rows": len(dev), "model": MODEL}

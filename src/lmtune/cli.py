@@ -79,6 +79,14 @@ def _predict(args: argparse.Namespace) -> None:
         print(json.dumps(row, ensure_ascii=False))
 
 
+def _preset(args: argparse.Namespace) -> None:
+    from lmtune.config import apply_preset, load_params, read_preset
+
+    overrides = read_preset(args.preset)
+    apply_preset(load_params(args.params), overrides, source=str(args.preset))  # every key and value checked
+    print(" ".join(f"-S {key}={value}" for key, value in overrides.items()))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="lmtune", description="lmtune command-line tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -90,9 +98,15 @@ def main(argv: list[str] | None = None) -> None:
     predict.add_argument("--model", type=Path, default=Path("models/model"), help="fine-tuned model directory")
     predict.add_argument("--input", type=Path, help="text or JSONL file (default: stdin)")
     predict.add_argument("--batch-size", type=int, default=64)
+    preset = sub.add_parser("preset", help="print a params preset as `dvc exp run` -S arguments",
+                            description="Checks a preset file (section.key: value lines, e.g. presets/sst2-full.yaml) "
+                                        "against params.yaml and prints it as -S arguments: "
+                                        "dvc exp run $(lmtune preset presets/sst2-full.yaml)")
+    preset.add_argument("preset", type=Path, help="preset YAML file")
+    preset.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file the preset applies to")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    run_stage(lambda: _predict(args))
+    run_stage(lambda: {"predict": _predict, "preset": _preset}[args.command](args))
 
 
 if __name__ == "__main__":

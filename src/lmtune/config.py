@@ -269,6 +269,39 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return params_from_dict(raw, source=str(path))
 
 
+def read_preset(path: str | Path) -> dict[str, Any]:
+    """A preset: a YAML mapping of "section.key" to value (see presets/), read with specific errors."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: preset file not found; see presets/ for the shipped ones") from None
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML ({err}); fix the syntax") from None
+    if not isinstance(raw, dict) or not all(isinstance(k, str) and "." in k for k in raw):
+        raise ParamsError(f"{path}: a preset is a mapping of section.key: value lines, e.g. fine_tune.epochs: 3")
+    spaced = [k for k, v in raw.items() if any(c.isspace() for c in str(v))]
+    if spaced:
+        raise ParamsError(f"{path}: {spaced[0]}: values with spaces cannot be passed as -S arguments; set it in "
+                          f"params.yaml instead")
+    return raw
+
+
+def apply_preset(params: Params, overrides: dict[str, Any], source: str) -> Params:
+    """`params` with the preset's "section.key" values, validated like params.yaml (unknown keys, types, ranges)."""
+    raw = dataclasses.asdict(params)
+    problems = []
+    for dotted, value in overrides.items():
+        section, _, key = dotted.partition(".")
+        if section not in raw or key not in raw[section]:
+            problems.append(f"{dotted}: not a params key")
+        else:
+            raw[section][key] = value
+    if problems:
+        raise ParamsError(f"{source} has {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems))
+    return params_from_dict(raw, source=f"params with {source}")
+
+
 def flatten(params: Params) -> dict[str, Any]:
     """Flatten to {"section.key": value}, e.g. for MLflow params."""
     return {f"{section}.{key}": value for section, values in dataclasses.asdict(params).items()

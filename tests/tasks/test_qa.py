@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from datasets import Dataset, load_from_disk
+from datasets import load_from_disk
 from transformers import AutoTokenizer
 
 from lmtune.config import load_params

@@ -82,3 +82,29 @@ def test_every_params_group_in_dvc_yaml_exists_and_every_stage_module_is_a_dep()
                 path = f"src/lmtune/{mod}.py"
                 if (ROOT / path).exists() and mod not in ("cli", "errors"):
                     assert path in stage["deps"], f"stage {name} imports lmtune.{mod} but does not list {path}"
+
+
+@pytest.mark.parametrize("preset", sorted((ROOT / "presets").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_preset_applies_to_params_yaml(preset):
+    from lmtune.config import apply_preset, read_preset
+
+    overrides = read_preset(preset)
+    params = apply_preset(load_params(ROOT / "params.yaml"), overrides, source=preset.name)
+    for dotted, value in overrides.items():
+        section, key = dotted.split(".")
+        assert getattr(getattr(params, section), key) == value, dotted
+
+
+def test_lmtune_preset_prints_dvc_set_arguments_and_rejects_unknown_keys(tmp_path, capsys, caplog):
+    from lmtune import cli
+
+    good = tmp_path / "good.yaml"
+    good.write_text("fine_tune.epochs: 3\nfine_tune.learning_rate: 1.0e-4\n")
+    cli.main(["preset", str(good), "--params", str(ROOT / "params.yaml")])
+    assert capsys.readouterr().out.split() == ["-S", "fine_tune.epochs=3", "-S", "fine_tune.learning_rate=0.0001"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("fine_tune.epoch: 3\nfine_tune.batch_size: zero\n")
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["preset", str(bad), "--params", str(ROOT / "params.yaml")])
+    assert exit_.value.code == 2
+    assert "fine_tune.epoch: not a params key" in caplog.text
