@@ -1,6 +1,6 @@
 """The MLflow pyfunc wrapper: a registered lmtune model loads with `mlflow.pyfunc.load_model("models:/NAME/VERSION")`
 and serves with `mlflow models serve`. Input: a DataFrame with the task's input columns (`text` for classification;
-`question` and `context` for qa, ...), or a list of strings for single-text tasks. Output: one row per input with the
+`question` and `context` for qa, ...); the logged signature names them. Output: one row per input with the
 prediction fields (label and score, entities, answer, generated text, ...)."""
 from __future__ import annotations
 
