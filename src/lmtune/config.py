@@ -257,27 +257,27 @@ def params_from_dict(raw: Any, source: str = "params.yaml") -> Params:
     return Params(**built)
 
 
+def _read_yaml(path: Path, missing: str) -> Any:
+    """Parse a YAML file; a missing file or bad syntax is a ParamsError naming the file (`missing`: the fix)."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: {missing}") from None
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML ({err}); fix the syntax") from None
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Read and validate params.yaml."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ParamsError(f"{path}: params file not found; run from the project root or pass --params") from None
-    except yaml.YAMLError as err:
-        raise ParamsError(f"{path}: not valid YAML ({err}); fix the syntax") from None
+    raw = _read_yaml(path, "params file not found; run from the project root or pass --params")
     return params_from_dict(raw, source=str(path))
 
 
 def read_preset(path: str | Path) -> dict[str, Any]:
     """A preset: a YAML mapping of "section.key" to value (see presets/), read with specific errors."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ParamsError(f"{path}: preset file not found; see presets/ for the shipped ones") from None
-    except yaml.YAMLError as err:
-        raise ParamsError(f"{path}: not valid YAML ({err}); fix the syntax") from None
+    raw = _read_yaml(path, "preset file not found; see presets/ for the shipped ones")
     if not isinstance(raw, dict) or not all(isinstance(k, str) and "." in k for k in raw):
         raise ParamsError(f"{path}: a preset is a mapping of section.key: value lines, e.g. fine_tune.epochs: 3")
     spaced = [k for k, v in raw.items() if any(c.isspace() for c in str(v))]
