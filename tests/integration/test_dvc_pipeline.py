@@ -29,6 +29,13 @@ def sh(repo: Path, *cmd: str) -> str:
     return result.stdout + result.stderr
 
 
+def init_repo(repo: Path) -> None:
+    """git + DVC in `repo`, with everything committed (DVCLive and the run's lineage need a commit)."""
+    for cmd in (("git", "init", "-q"), ("dvc", "init", "-q"), ("dvc", "config", "core.analytics", "false"),
+                ("git", "add", "-A"), ("git", "commit", "-qm", "init")):
+        sh(repo, *cmd)
+
+
 def repro(repo: Path) -> set[str]:
     """Run `dvc repro`; return the stages that actually ran."""
     return set(re.findall(r"Running stage '([\w-]+)'", sh(repo, "dvc", "repro")))
@@ -46,11 +53,7 @@ def repo(tmp_path_factory, tiny_model) -> Path:
     repo = copy_project(tmp_path_factory.mktemp("repo"))
     shutil.copy(FIXTURES / "sentiment.csv", repo / "data/demo/reviews.csv")  # small and fast
     write_params(repo / "params.yaml", tiny_overrides(tiny_model))
-    sh(repo, "git", "init", "-q")
-    sh(repo, "dvc", "init", "-q")
-    sh(repo, "dvc", "config", "core.analytics", "false")
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-qm", "init")
+    init_repo(repo)
     assert repro(repo) == {"clean", "tokenize", "split", "fine-tune", "evaluate"}
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "first run")

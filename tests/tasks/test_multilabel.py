@@ -15,7 +15,7 @@ from lmtune import cli, metrics
 from lmtune.config import load_params
 from stages import clean, evaluate
 from tests.conftest import FIXTURES, copy_project, run_module, tiny_overrides, write_params
-from tests.integration.test_dvc_pipeline import repro, sh
+from tests.integration.test_dvc_pipeline import init_repo, repro
 from tests.stages.test_pipeline_stages import run_all
 
 LABELS = ["food", "politics", "sports", "technology"]
@@ -191,9 +191,7 @@ def repro_on_fixture(tmp_path: Path, tiny_model: Path, fixture: Path, overrides:
     (repo / "dvc.yaml").write_text((repo / "dvc.yaml").read_text().replace("data/demo/reviews.csv",
                                                                            f"data/{fixture.name}"))
     write_params(repo / "params.yaml", {**tiny_overrides(tiny_model), **overrides})
-    for cmd in (("git", "init", "-q"), ("dvc", "init", "-q"), ("dvc", "config", "core.analytics", "false"),
-                ("git", "add", "-A"), ("git", "commit", "-qm", "init")):  # DVCLive needs a commit
-        sh(repo, *cmd)
+    init_repo(repo)
     assert repro(repo) == {"clean", "tokenize", "split", "fine-tune", "evaluate"}
     return read(repo / "reports/metrics.json")
 

@@ -16,7 +16,7 @@ from lmtune.config import load_params
 from lmtune.tasks import ner
 from stages import clean
 from tests.conftest import FIXTURES, copy_project, run_module, tiny_overrides, write_params
-from tests.integration.test_dvc_pipeline import repro, sh
+from tests.integration.test_dvc_pipeline import init_repo, repro
 from tests.stages.test_pipeline_stages import run_all
 
 EN_CONLL, EN_JSONL, ZH_CONLL = FIXTURES / "ner_en.conll", FIXTURES / "ner_en.jsonl", FIXTURES / "ner_zh.conll"
@@ -222,8 +222,7 @@ def test_dvc_repro_runs_the_ner_pipeline_end_to_end(tmp_path, tiny_model):
     (repo / "dvc.yaml").write_text(pipeline.replace("data/demo/reviews.csv", "data/demo/ner.conll"))
     ner_params(repo / "params.yaml", tiny_model)
     assert yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["clean"]["deps"][0] == "data/demo/ner.conll"
-    for cmd in (("git", "init", "-q"), ("dvc", "init", "-q"), ("git", "add", "-A"), ("git", "commit", "-qm", "init")):
-        sh(repo, *cmd)
+    init_repo(repo)
     assert repro(repo) == {"clean", "tokenize", "split", "fine-tune", "evaluate"}
     assert METRICS <= set(read(repo / "reports/metrics.json"))
     assert read(repo / "reports/plots/f1_by_label/test.json")

@@ -16,7 +16,7 @@ from transformers import AutoTokenizer
 from lmtune.config import load_params
 from lmtune.tasks import qa
 from tests.conftest import FIXTURES, copy_project, run_module, tiny_overrides, write_params
-from tests.integration.test_dvc_pipeline import repro, sh
+from tests.integration.test_dvc_pipeline import init_repo, repro
 from tests.stages.test_pipeline_stages import run_all
 
 SQUAD = FIXTURES / "qa_squad.json"
@@ -269,9 +269,7 @@ def test_dvc_repro_on_squad_json_writes_exact_match_and_f1(tmp_path, tiny_model)
     dvc_yaml = repo / "dvc.yaml"
     dvc_yaml.write_text(dvc_yaml.read_text().replace("data/demo/reviews.csv", "data/demo/squad.json"))
     write_params(repo / "params.yaml", qa_overrides(tiny_model))
-    for cmd in (("git", "init", "-q"), ("dvc", "init", "-q"), ("dvc", "config", "core.analytics", "false"),
-                ("git", "add", "-A"), ("git", "commit", "-qm", "init")):
-        sh(repo, *cmd)
+    init_repo(repo)
     assert repro(repo) == {"clean", "tokenize", "split", "fine-tune", "evaluate"}
     metrics = read(repo / "reports/metrics.json")
     assert {"exact_match", "f1", "questions"} <= set(metrics) and 0 <= metrics["f1"] <= 100

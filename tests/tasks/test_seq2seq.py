@@ -217,7 +217,7 @@ def test_lmtune_predict_generates_text_for_plain_lines_and_json(text_run, tmp_pa
 
 
 def test_dvc_repro_translation_end_to_end(tmp_path, tiny_model):
-    from tests.integration.test_dvc_pipeline import repro, sh
+    from tests.integration.test_dvc_pipeline import init_repo, repro
 
     repo = copy_project(tmp_path)
     (repo / "data/pairs").mkdir(parents=True)
@@ -231,11 +231,7 @@ def test_dvc_repro_translation_end_to_end(tmp_path, tiny_model):
     (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     write_params(repo / "params.yaml", {**translation_overrides(tiny_model), "seq2seq.target_file": "data/pairs/train.de",
                                         "fine_tune.epochs": 1})
-    sh(repo, "git", "init", "-q")
-    sh(repo, "dvc", "init", "-q")
-    sh(repo, "dvc", "config", "core.analytics", "false")
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-qm", "init")
+    init_repo(repo)
     assert repro(repo) == {"clean", "tokenize", "split", "fine-tune", "evaluate"}
     metrics = read(repo / "reports/metrics.json")
     assert {"rouge1", "rouge2", "rougeL", "bleu", "chrf", "gen_len"} <= set(metrics)
