@@ -22,14 +22,14 @@ def run(params: Params, in_path: Path, out_dir: Path) -> dict:
     result = TASKS[params.task.name].clean(in_path, params)
     with io.atomic_path(out_dir) as tmp:
         tmp.mkdir()
-        result.kept.to_parquet(tmp / "data.parquet", index=False)
-        result.rejected.to_csv(tmp / "rejected.csv", index=False)
+        result.write(tmp)  # data.parquet, rejected.csv (text-level tasks: streamed in chunks)
         io.write_json(tmp / META_FILE, {"labels": result.labels, "lowercase": params.clean.lowercase})
+    rejected = sum(result.rejected_by_reason.values())
     return {
-        "rows_in": len(result.kept) + len(result.rejected),
-        "rows_kept": len(result.kept),
-        "rows_rejected": len(result.rejected),
-        "rejected_by_reason": {k: int(v) for k, v in result.rejected["reason"].value_counts().sort_index().items()},
+        "rows_in": result.rows_kept + rejected,
+        "rows_kept": result.rows_kept,
+        "rows_rejected": rejected,
+        "rejected_by_reason": result.rejected_by_reason,
         "num_labels": len(result.labels),
         **result.summary,
     }

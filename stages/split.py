@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -26,33 +25,35 @@ logger = logging.getLogger(__name__)
 
 
 def run(params: Params, in_dir: Path, out_dir: Path) -> dict:
-    ds = load_from_disk(str(in_dir))
+    ds = load_from_disk(str(in_dir))  # memory-mapped; columns are read as numpy arrays, never as Python lists
     labels = io.read_json(in_dir / META_FILE)["labels"]
-    example_ids = np.asarray(ds["example_id"])
+    example_ids = io.column_numpy(ds, "example_id")
     if params.task.split_column:
-        split_of = np.asarray(ds["split"])
+        split_of = io.column_numpy(ds, "split")
         members = {name: np.unique(example_ids[split_of == name]) for name in SPLITS}
     else:
         column = TASKS[params.task.name].stratify_column
-        strata = np.asarray(labels)[np.asarray(ds[column])] if column else None  # label names: readable errors
+        # label names (one shared str object per label, not a copy per row) so errors name the class
+        strata = np.asarray(labels, dtype=object)[io.column_numpy(ds, column)] if column else None
         members = assign_splits(example_ids, strata, params.split.val_fraction, params.split.test_fraction,
                                 params.split.seed)
     for name in ("train", "test"):
         if len(members[name]) == 0:
             raise DataError(f"{in_dir}: the {name} split is empty; check the split column values or fractions")
-    splits = DatasetDict({name: ds.select(np.flatnonzero(np.isin(example_ids, ids))) for name, ids in members.items()})
-    summary = {name: {"examples": len(ids), "rows": len(splits[name])} for name, ids in members.items()}
+    rows = {name: np.flatnonzero(np.isin(example_ids, ids)) for name, ids in members.items()}
+    summary = {name: {"examples": len(members[name]), "rows": len(rows[name])} for name in SPLITS}
     if labels and isinstance(ds.features.get("labels"), Value):  # one label per row (not multi-hot, not per token)
-        for name, part in splits.items():
-            counts = Counter(part["labels"])
-            summary[name]["label_counts"] = {label: int(counts.get(i, 0)) for i, label in enumerate(labels)}
+        label_ids = io.column_numpy(ds, "labels")
+        for name in SPLITS:
+            counts = np.bincount(label_ids[rows[name]], minlength=len(labels))
+            summary[name]["label_counts"] = {label: int(counts[i]) for i, label in enumerate(labels)}
         unseen = [label for label in labels if summary["train"]["label_counts"][label] == 0]
         if unseen:
             raise DataError(f"{in_dir}: label {unseen[0]!r} has no train rows (only in "
                             f"{', '.join(n for n in ('validation', 'test') if summary[n]['label_counts'][unseen[0]])}"
                             f"), so the model could never learn it; add train rows with that label or drop its rows")
     with io.atomic_path(out_dir) as tmp:
-        io.save_dataset(splits, tmp)
+        io.save_dataset(DatasetDict({name: ds.select(rows[name]) for name in SPLITS}), tmp)
         shutil.copy(in_dir / META_FILE, tmp / META_FILE)
     return summary
 

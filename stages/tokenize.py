@@ -7,16 +7,15 @@ with meta.json (labels, lowercase, max_length) beside it. Params: task, model, t
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
-from datasets import Dataset
 
 from lmtune import io, models
 from lmtune.cli import run_stage, setup_logging, stage_parser
 from lmtune.config import Params, load_params
-from lmtune.io import META_FILE
+from lmtune.io import DATA_FILE, META_FILE
 from lmtune.tasks import TASKS
 
 logger = logging.getLogger(__name__)
@@ -24,14 +23,15 @@ logger = logging.getLogger(__name__)
 
 def run(params: Params, in_dir: Path, out_dir: Path) -> dict:
     tokenizer = models.load_tokenizer(params.model.name_or_path, params.model.revision)
-    ds = Dataset(pq.read_table(in_dir / "data.parquet"))
     meta = io.read_json(in_dir / META_FILE)
-    tokenized, stats = TASKS[params.task.name].tokenize(ds, tokenizer, params, meta["labels"])
-    with io.atomic_path(out_dir) as tmp:
-        io.save_dataset(tokenized, tmp)
-        io.write_json(tmp / META_FILE, {**meta, "max_length": params.tokenize.max_length})
-    lengths = np.asarray(tokenized["length"])
-    return {"examples": len(tokenized), **stats, "max_length": params.tokenize.max_length,
+    with tempfile.TemporaryDirectory(prefix="lmtune-tokenize-") as work:  # memory-mapped input and map() output
+        ds = io.mapped_parquet(in_dir / DATA_FILE, Path(work))
+        tokenized, stats = TASKS[params.task.name].tokenize(ds, tokenizer, params, meta["labels"])
+        with io.atomic_path(out_dir) as tmp:
+            io.save_dataset(tokenized, tmp)
+            io.write_json(tmp / META_FILE, {**meta, "max_length": params.tokenize.max_length})
+        lengths = io.column_numpy(tokenized, "length")  # (examples,) int64
+    return {"examples": len(lengths), **stats, "max_length": params.tokenize.max_length,
             "tokens_mean": round(float(lengths.mean()), 2), "tokens_p95": int(np.percentile(lengths, 95))}
 
 

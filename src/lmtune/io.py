@@ -1,6 +1,7 @@
 """Reading tabular input with specific errors, and writing outputs atomically (temp path, then rename)."""
 from __future__ import annotations
 
+import codecs
 import contextlib
 import json
 import os
@@ -16,6 +17,8 @@ from lmtune.errors import DataError
 
 INFO_FILE = "lmtune.json"  # written next to the fine-tuned model: task, labels, text normalisation, lineage
 META_FILE = "meta.json"  # travels with the data from clean onwards: labels, lowercase, max_length
+DATA_FILE = "data.parquet"  # clean's kept rows, read by tokenize
+REJECTED_FILE = "rejected.csv"  # clean's dropped rows: row, reason, label, text
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet",
            ".conll": "conll"}
 
@@ -30,12 +33,47 @@ def detect_format(path: Path, input_format: str) -> str:
     return fmt
 
 
-def _decode_error_line(path: Path, encoding: str, err: UnicodeDecodeError) -> int:
-    """1-based line number of the first byte that `encoding` cannot decode."""
+CHUNK_ROWS = 50_000  # rows per chunk when streaming tabular input: a few MB of text each, whatever the file's size
+
+
+def _decode_error_line(path: Path, encoding: str) -> int:
+    """1-based line number of the first line that `encoding` cannot decode (read line by line, never whole)."""
+    decoder = codecs.getincrementaldecoder(encoding)()
     with open(path, "rb") as f:
-        data = f.read()
-    bad = data.find(err.object[err.start:err.end]) if err.object else -1
-    return data.count(b"\n", 0, max(bad, 0)) + 1
+        for number, line in enumerate(f, 1):
+            try:
+                decoder.decode(line)
+            except UnicodeDecodeError:
+                return number
+    return number
+
+
+def _check_file(path: Path, input_format: str) -> str:
+    """The file's format; DataError for a missing or empty file."""
+    if not path.is_file():
+        raise DataError(f"{path}: input file not found; check the path in dvc.yaml (clean stage) "
+                        f"or add the file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty; it needs a header row and labelled rows")
+    return detect_format(path, input_format)
+
+
+@contextlib.contextmanager
+def _read_errors(path: Path, fmt: str, encoding: str) -> Iterator[None]:
+    """Turn a reader's exceptions into one DataError naming the file (and the line) and the fix."""
+    try:
+        yield
+    except UnicodeDecodeError as err:
+        line = _decode_error_line(path, encoding)
+        raise DataError(f"{path}: line {line} is not valid {encoding} ({err.reason}); set clean.encoding "
+                        f"to the file's encoding (e.g. latin-1, gbk) or re-save it as UTF-8") from None
+    except (ValueError, pd.errors.ParserError, OSError) as err:
+        raise DataError(f"{path}: cannot be read as {fmt} ({str(err).splitlines()[0]}); check the file "
+                        f"or set clean.input_format") from None
+
+
+def _header_only(path: Path) -> DataError:
+    return DataError(f"{path}: has a header but no data rows; add labelled rows")
 
 
 def read_table(path: str | Path, input_format: str = "auto", encoding: str = "utf-8") -> pd.DataFrame:
@@ -45,13 +83,8 @@ def read_table(path: str | Path, input_format: str = "auto", encoding: str = "ut
     valid in `encoding` (with the line), and a header-only file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: input file not found; check the path in dvc.yaml (clean stage) "
-                        f"or add the file")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: the file is empty; it needs a header row and labelled rows")
-    fmt = detect_format(path, input_format)
-    try:
+    fmt = _check_file(path, input_format)
+    with _read_errors(path, fmt, encoding):
         if fmt == "parquet":
             df = pd.read_parquet(path)
         elif fmt == "jsonl":
@@ -59,16 +92,71 @@ def read_table(path: str | Path, input_format: str = "auto", encoding: str = "ut
         else:
             df = pd.read_csv(path, sep="," if fmt == "csv" else "\t", encoding=encoding, dtype=str,
                              keep_default_na=False, quoting=3 if fmt == "tsv" else 0)
-    except UnicodeDecodeError as err:
-        line = _decode_error_line(path, encoding, err)
-        raise DataError(f"{path}: line {line} is not valid {encoding} ({err.reason}); set clean.encoding "
-                        f"to the file's encoding (e.g. latin-1, gbk) or re-save it as UTF-8") from None
-    except (ValueError, pd.errors.ParserError, OSError) as err:
-        raise DataError(f"{path}: cannot be read as {fmt} ({str(err).splitlines()[0]}); check the file "
-                        f"or set clean.input_format") from None
     if len(df) == 0:
-        raise DataError(f"{path}: has a header but no data rows; add labelled rows")
+        raise _header_only(path)
     return df
+
+
+def iter_table(path: str | Path, input_format: str = "auto", encoding: str = "utf-8",
+               chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    """Read CSV, TSV, JSONL or Parquet in DataFrames of at most `chunk_rows` rows, so memory does not grow with
+    the file. Each chunk's index numbers its rows from the file's first data row (0, 1, ... across chunks).
+
+    Cells are what read_table gives, except where read_table's type inference depends on the whole file:
+    JSONL values stay Python objects (1 stays 1, a missing key is None), and Parquet integer columns with nulls
+    keep integers (None for a null) rather than becoming floats. So a chunk never depends on its neighbours.
+    The same DataErrors as read_table, raised when the reader reaches the bad part.
+    """
+    path = Path(path)
+    fmt = _check_file(path, input_format)
+    with _read_errors(path, fmt, encoding), contextlib.ExitStack() as stack:
+        if fmt == "parquet":
+            chunks = _parquet_chunks(path, chunk_rows)
+        elif fmt == "jsonl":
+            chunks = _jsonl_chunks(path, encoding, chunk_rows)
+        else:
+            chunks = stack.enter_context(pd.read_csv(
+                path, sep="," if fmt == "csv" else "\t", encoding=encoding, dtype=str, keep_default_na=False,
+                quoting=3 if fmt == "tsv" else 0, chunksize=chunk_rows))
+        rows = 0
+        for chunk in chunks:
+            if len(chunk) == 0:
+                continue
+            yield chunk.set_axis(pd.RangeIndex(rows, rows + len(chunk)))
+            rows += len(chunk)
+        if rows == 0:
+            raise _header_only(path)
+
+
+def _parquet_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as f:
+        for batch in f.iter_batches(batch_size=chunk_rows):
+            yield batch.to_pandas(integer_object_nulls=True)
+
+
+def _jsonl_chunks(path: Path, encoding: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """One JSON object per line; blank lines are skipped (as pandas does)."""
+    records: list[dict[str, Any]] = []
+    with open(path, encoding=encoding) as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}: line {number} is not valid JSON ({err.msg} at column {err.colno}); "
+                                f"fix the line (JSONL holds one JSON object per line)") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{path}: line {number} is a JSON {type(record).__name__}, not an object; JSONL "
+                                f"needs one object per line, e.g. {{\"text\": ..., \"label\": ...}}")
+            records.append(record)
+            if len(records) == chunk_rows:
+                yield pd.DataFrame(records, dtype=object)
+                records = []
+    if records:
+        yield pd.DataFrame(records, dtype=object)
 
 
 @contextlib.contextmanager
@@ -87,6 +175,46 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp.parent, ignore_errors=True)
+
+
+class ParquetRowGroups:
+    """A Parquet file written in row groups of exactly `group_rows` rows (the last one shorter), however the tables
+    arrive: its bytes do not depend on how the writer chunked its input, and at most one group is held in memory.
+
+        with ParquetRowGroups(path, schema) as out:
+            out.write(table)  # any number of rows, `schema`'s columns
+    """
+
+    def __init__(self, path: Path, schema: Any, group_rows: int = 100_000) -> None:
+        import pyarrow.parquet as pq
+
+        self.schema, self.group_rows = schema, group_rows
+        self.pending: list[Any] = []
+        self.writer = pq.ParquetWriter(path, schema)
+
+    def write(self, table: Any) -> None:
+        self.pending.append(table)
+        if sum(len(t) for t in self.pending) >= self.group_rows:
+            import pyarrow as pa
+
+            rest = pa.concat_tables(self.pending)
+            while len(rest) >= self.group_rows:
+                self.writer.write_table(rest.slice(0, self.group_rows))
+                rest = rest.slice(self.group_rows)
+            self.pending = [rest]
+
+    def __enter__(self) -> ParquetRowGroups:
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        import pyarrow as pa
+
+        try:
+            rest = pa.concat_tables(self.pending) if self.pending else None
+            if exc_type is None and rest is not None and len(rest):
+                self.writer.write_table(rest)
+        finally:
+            self.writer.close()
 
 
 def write_json(path: str | Path, data: Any) -> None:
@@ -114,6 +242,27 @@ def save_dataset(ds: Any, path: Path) -> None:
         ds.save_to_disk(str(path), num_shards=num_shards or None)
     finally:
         datasets.enable_progress_bars()
+
+
+def mapped_parquet(path: Path, work_dir: Path, batch_rows: int = CHUNK_ROWS) -> Any:
+    """A Parquet file as a memory-mapped `datasets.Dataset`, copied batch by batch into an Arrow file in `work_dir`
+    (which must outlive the dataset). Neither the copy nor a later `map` holds the table in memory: `map` writes its
+    results beside the file, to disk (an in-memory Dataset would keep every mapped row in RAM)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from datasets import Dataset
+
+    arrow = work_dir / f"{path.stem}.arrow"
+    with pq.ParquetFile(path) as f, pa.OSFile(str(arrow), "wb") as sink, \
+            pa.ipc.new_stream(sink, f.schema_arrow) as stream:
+        for batch in f.iter_batches(batch_size=batch_rows):
+            stream.write_batch(batch)
+    return Dataset.from_file(str(arrow))
+
+
+def column_numpy(ds: Any, name: str) -> Any:
+    """One column of a `datasets.Dataset` as a numpy array taken from its Arrow data (no Python object per row)."""
+    return ds.select_columns([name]).with_format("arrow")[:][name].to_numpy()
 
 
 def read_json(path: str | Path) -> Any:

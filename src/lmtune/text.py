@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from lmtune.errors import DataError
-from lmtune.io import detect_format
+from lmtune.io import DATA_FILE, REJECTED_FILE, detect_format
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
 _SPACE = re.compile(r"\s+")
@@ -32,28 +34,75 @@ def sorted_labels(values: pd.Series) -> list[str]:
         return unique
 
 
+def mark_rows(df: pd.DataFrame, lowercase: bool, min_chars: int) -> pd.DataFrame:
+    """The rules one row decides alone: add `original` (the text as read), normalise `text`, strip `label`, and
+    set `reason` to empty_text, too_short or missing_label ("" for a usable row). A row that arrives with a
+    reason (e.g. regression's label_not_a_number) keeps it, and its label as read."""
+    preset = df["reason"] if "reason" in df else pd.Series("", index=df.index)
+    df = df.assign(original=df["text"], text=df["text"].map(lambda t: normalize_text(t, lowercase)),
+                   label=df["label"].where(preset != "", df["label"].str.strip()))
+    reason = pd.Series("", index=df.index)
+    reason[df["label"] == ""] = "missing_label"
+    reason[(reason == "") & (df["text"].str.len() < min_chars)] = "too_short"
+    reason[df["text"] == ""] = "empty_text"
+    return df.assign(reason=preset.where(preset != "", reason))
+
+
+def text_keys(texts: pd.Series) -> np.ndarray:
+    """(rows, 2) uint64: a 128-bit hash of each text (two SipHash keys), so repeats can be found without holding
+    the texts. Two different texts share a key with probability about rows**2 / 2**129 (1e-21 at a billion rows)."""
+    values = texts.to_numpy(dtype=object)
+    return np.stack([pd.util.hash_array(values, hash_key=key) for key in _HASH_KEYS], axis=1)
+
+
+_HASH_KEYS = ("lmtune-text-a-01", "lmtune-text-b-02")  # 16 characters each, as SipHash needs
+
+
+def repeats(text_key: np.ndarray, label_key: np.ndarray, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(conflicting, duplicate) row masks among the `usable` rows, from per-row keys alone.
+
+    A text (equal `text_key` rows) seen with 2+ different `label_key`s is conflicting in every copy; otherwise
+    each copy after the first (in row order) is a duplicate. text_key: (rows, 2) uint64; label_key: (rows,)
+    int64 (any exact encoding of the label); usable: (rows,) bool.
+    """
+    rows = np.flatnonzero(usable)
+    keys = text_key[rows]
+    order = rows[np.lexsort((keys[:, 1], keys[:, 0]))]  # lexsort is stable: equal texts stay in row order
+    keys, labels = text_key[order], label_key[order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = (keys[1:] != keys[:-1]).any(axis=1)
+    group = np.cumsum(first) - 1  # one group per distinct text
+    other_label = labels != labels[np.flatnonzero(first)[group]]
+    conflicted = np.bincount(group, weights=other_label, minlength=int(first.sum())) > 0
+    conflicting = np.zeros(len(usable), dtype=bool)
+    duplicate = np.zeros(len(usable), dtype=bool)
+    conflicting[order] = conflicted[group]
+    duplicate[order] = ~first & ~conflicted[group]
+    return conflicting, duplicate
+
+
+def label_codes(labels: pd.Series, names: dict[str, int]) -> np.ndarray:
+    """int64 code of each label, adding labels not seen before to `names` (label -> code, in order of first sight)."""
+    for label in labels.unique():
+        names.setdefault(label, len(names))
+    return labels.map(names).to_numpy(dtype=np.int64)
+
+
 def clean_labelled_texts(df: pd.DataFrame, lowercase: bool, min_chars: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Normalise `text` and drop unusable rows; return (kept, rejected).
 
     `df` has columns text, label (strings) and row (1-based data row in the input file). Each rejected row
     keeps its original text and gets a `reason`: empty_text, too_short, missing_label, duplicate (an exact
     repeat of an earlier text with the same label), conflicting_labels (the text appears with 2+ labels;
-    every copy is dropped since none can be trusted).
+    every copy is dropped since none can be trusted). The in-memory form of the streaming clean
+    (lmtune.tasks.classification.clean_in_chunks), with the same rules.
     """
-    df = df.assign(original=df["text"], text=df["text"].map(lambda t: normalize_text(t, lowercase)),
-                   label=df["label"].str.strip())
-    reason = pd.Series("", index=df.index)
-    reason[df["label"] == ""] = "missing_label"
-    reason[(reason == "") & (df["text"].str.len() < min_chars)] = "too_short"
-    reason[df["text"] == ""] = "empty_text"
-    ok = reason == ""
-    conflicting = df[ok].groupby("text")["label"].transform("nunique") > 1
-    reason[conflicting[conflicting].index] = "conflicting_labels"
-    ok = reason == ""
-    duplicate = df[ok].duplicated(subset=["text"], keep="first")
-    reason[duplicate[duplicate].index] = "duplicate"
+    df = mark_rows(df, lowercase, min_chars)
+    conflicting, duplicate = repeats(text_keys(df["text"]), label_codes(df["label"], {}),
+                                     (df["reason"] == "").to_numpy())
+    reason = df["reason"].mask(conflicting, "conflicting_labels").mask(duplicate, "duplicate")
     rejected = df[reason != ""].assign(reason=reason[reason != ""])
-    kept = df[reason == ""].drop(columns=["original"])
+    kept = df[reason == ""].drop(columns=["original", "reason"])
     return kept.reset_index(drop=True), rejected[["row", "reason", "label", "original"]].rename(
         columns={"original": "text"}).reset_index(drop=True)
 
@@ -64,6 +113,34 @@ class CleanResult:
     rejected: pd.DataFrame  # columns row, reason, label, text: every dropped row and why
     labels: list[str]  # sorted label names; ids are positions in this list ([] when the task has no label set)
     summary: dict = field(default_factory=dict)  # task figures for reports/clean.json, e.g. label_counts
+
+    @property
+    def rows_kept(self) -> int:
+        return len(self.kept)
+
+    @property
+    def rejected_by_reason(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self.rejected["reason"].value_counts().sort_index().items()}
+
+    def write(self, out_dir: Path) -> None:
+        """data.parquet (kept rows) and rejected.csv into `out_dir`."""
+        self.kept.to_parquet(out_dir / DATA_FILE, index=False)
+        self.rejected.to_csv(out_dir / REJECTED_FILE, index=False)
+
+
+@dataclass(frozen=True)
+class StreamedClean:
+    """A clean result that never holds the rows: counts and labels were decided from a first pass over the input,
+    and `write(out_dir)` makes a second pass, writing data.parquet and rejected.csv chunk by chunk. It has the
+    same interface as CleanResult apart from `kept` and `rejected`."""
+    labels: list[str]
+    summary: dict
+    rows_kept: int
+    rejected_by_reason: dict[str, int]
+    writer: Callable[[Path], None]
+
+    def write(self, out_dir: Path) -> None:
+        self.writer(out_dir)
 
 
 def require_columns(df: pd.DataFrame, path: Path, columns: dict[str, str]) -> None:

@@ -1,12 +1,14 @@
 """Single-label text classification (sentiment, topic, intent; binary or multi-class)."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, PreTrainedTokenizerBase
 
@@ -14,8 +16,9 @@ from lmtune import io, metrics, models, plots
 from lmtune.errors import DataError
 from lmtune.inference import batched_logits, softmax
 from lmtune.tasks.base import EvalResult
-from lmtune.text import CleanResult, clean_labelled_texts, first_row_number, normalize_text, require_columns, \
-    sorted_labels
+from lmtune.io import DATA_FILE, REJECTED_FILE
+from lmtune.text import StreamedClean, first_row_number, label_codes, mark_rows, \
+    normalize_text, repeats, require_columns, sorted_labels, text_keys
 
 if TYPE_CHECKING:
     from lmtune.config import Params
@@ -24,57 +27,165 @@ SPLIT_NAMES = {"train": "train", "validation": "validation", "valid": "validatio
                "dev": "validation", "test": "test"}
 
 
-def read_labelled_texts(path: Path, params: Params, label_cell: Callable[[Any], str] | None = None) -> pd.DataFrame:
-    """The input file as columns text, label (strings), row (1-based line) and, with a split column, split.
-    `label_cell` turns one raw label cell into its string (default: the cell as text, "" when missing), e.g. a
-    multi-label list into "a|b"."""
+def iter_labelled_texts(path: Path, params: Params, label_cell: Callable[[Any], str] | None = None,
+                        chunk_rows: int = io.CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    """The input file in chunks of columns text, label (strings), row (1-based line) and, with a split column,
+    split. `label_cell` turns one raw label cell into its string (default: the cell as text, "" when missing),
+    e.g. a multi-label list into "a|b"."""
     t = params.task
-    df = io.read_table(path, params.clean.input_format, params.clean.encoding)
     columns = {"task.text_column": t.text_column, "task.label_column": t.label_column}
     if t.split_column:
         columns["task.split_column"] = t.split_column
-    require_columns(df, path, columns)
-    frame = pd.DataFrame({
-        "text": df[t.text_column].fillna("").astype(str),
-        "label": df[t.label_column].map(label_cell) if label_cell else df[t.label_column].fillna("").astype(str),
-        "row": first_row_number(path, params.clean.input_format) + np.arange(len(df)),
-    })
-    if t.split_column:
-        frame["split"] = split_values(df[t.split_column], frame["row"], path, t.split_column)
-    return frame
+    first_row = first_row_number(path, params.clean.input_format)
+    jsonl = io.detect_format(path, params.clean.input_format) == "jsonl"
+    seen: dict[str, None] = {}  # every column met so far, in order (JSONL rows may differ in their keys)
+    no_split = 0  # first row of a JSONL chunk without split values
+    for df in io.iter_table(path, params.clean.input_format, params.clean.encoding, chunk_rows):
+        seen.update(dict.fromkeys(map(str, df.columns)))
+        if jsonl:  # a key missing from every row of this chunk is a null here; missing from the file, an error
+            df = df.assign(**{c: None for c in columns.values() if c not in df})
+        else:
+            require_columns(df, path, columns)
+        frame = pd.DataFrame({
+            "text": df[t.text_column].fillna("").astype(str),
+            "label": df[t.label_column].map(label_cell) if label_cell else df[t.label_column].fillna("").astype(str),
+            "row": first_row + df.index.to_numpy(),
+        }, index=df.index)
+        if t.split_column and df[t.split_column].isna().all() and jsonl:
+            no_split = no_split or int(frame["row"].iloc[0])  # reported once the column is known to exist
+            frame["split"] = None
+        elif t.split_column:
+            frame["split"] = split_values(df[t.split_column], frame["row"], path, t.split_column)
+        yield frame
+    require_columns(pd.DataFrame(columns=list(seen)), path, columns)
+    if no_split:
+        raise bad_split_value(path, no_split, "nan", t.split_column)
+
+
+def read_labelled_texts(path: Path, params: Params, label_cell: Callable[[Any], str] | None = None) -> pd.DataFrame:
+    """iter_labelled_texts as one DataFrame (for tasks that clean in memory)."""
+    return pd.concat(list(iter_labelled_texts(path, params, label_cell)), ignore_index=True)
 
 
 def split_values(column: pd.Series, rows: pd.Series, path: Path, name: str) -> pd.Series:
     """Map a split column's values (train, validation/val/dev, test; any case) to train/validation/test."""
     raw = column.astype(str).str.strip().str.lower()
-    unknown = sorted(set(raw) - set(SPLIT_NAMES))
-    if unknown:
-        bad_row = int(rows[raw.isin(unknown)].iloc[0])
-        raise DataError(f"{path}: row {bad_row}: split value {unknown[0]!r} in column {name!r} is "
-                        f"not one of train, validation (val, dev), test; fix the value or set "
-                        f"task.split_column: \"\" to split by fractions")
+    unknown = ~raw.isin(list(SPLIT_NAMES))
+    if unknown.any():
+        first = int(unknown.to_numpy().argmax())
+        raise bad_split_value(path, int(rows.iloc[first]), raw.iloc[first], name)
     return raw.map(SPLIT_NAMES)
 
 
-def no_rows_left(path: Path, rejected: pd.DataFrame) -> DataError:
-    return DataError(f"{path}: no usable rows left after cleaning ({len(rejected)} rejected; see the "
+def bad_split_value(path: Path, row: int, value: str, name: str) -> DataError:
+    return DataError(f"{path}: row {row}: split value {value!r} in column {name!r} is not one of train, "
+                     f"validation (val, dev), test; fix the value or set task.split_column: \"\" to split by fractions")
+
+
+def no_rows_left(path: Path, rejected: pd.DataFrame | int) -> DataError:
+    count = rejected if isinstance(rejected, int) else len(rejected)
+    return DataError(f"{path}: no usable rows left after cleaning ({count} rejected; see the "
                      f"rejected-rows file for reasons); check task.text_column and task.label_column")
 
 
-def clean(path: Path, params: Params) -> CleanResult:
-    """Read the labelled file, normalise texts, drop unusable rows (with reasons), and map labels to ids."""
-    kept, rejected = clean_labelled_texts(read_labelled_texts(path, params), params.clean.lowercase,
-                                          params.clean.min_chars)
-    if kept.empty:
-        raise no_rows_left(path, rejected)
-    labels = sorted_labels(kept["label"])
+# Streaming clean for the text-level tasks (classification, multilabel, regression). Pass 1 reads the input in
+# chunks and keeps only fixed-size numbers per row: the reason code, a 128-bit hash of the normalised text and a
+# label key (25 bytes a row). Duplicates and conflicts are then decided with numpy, so the label set and counts are
+# known before anything is written. Pass 2 reads the input again and writes the kept rows and the rejected ones.
+REASONS = ("", "empty_text", "too_short", "missing_label", "label_not_a_number", "duplicate", "conflicting_labels")
+KEPT, DUPLICATE, CONFLICTING = 0, REASONS.index("duplicate"), REASONS.index("conflicting_labels")
+
+
+@dataclass(frozen=True)
+class ChunkedRows:
+    """The rows of a text-level task's input, read chunk by chunk and marked by the one-row rules (mark_rows)."""
+    path: Path
+    params: Params
+    label_cell: Callable[[Any], str] | None = None  # one raw label cell -> its string (multilabel: "a|b")
+    prepare: Callable[[pd.DataFrame], pd.DataFrame] | None = None  # per chunk before the rules (regression: numbers)
+    chunk_rows: int = io.CHUNK_ROWS
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        for frame in iter_labelled_texts(self.path, self.params, self.label_cell, self.chunk_rows):
+            frame = self.prepare(frame) if self.prepare else frame
+            yield mark_rows(frame, self.params.clean.lowercase, self.params.clean.min_chars)
+
+
+@dataclass(frozen=True)
+class Scan:
+    """Pass 1's result: per row (in file order) its final reason code and label key, and the label names."""
+    reason: np.ndarray  # (rows,) uint8 index into REASONS; KEPT for a kept row
+    label_key: np.ndarray  # (rows,) int64: a code into `names`, or the task's own key (regression: the number's bits)
+    names: list[str]  # label string of each code
+
+    @property
+    def kept(self) -> np.ndarray:
+        return self.reason == KEPT
+
+    def kept_label_counts(self) -> dict[str, int]:
+        """Label string -> kept rows, in code order."""
+        codes, counts = np.unique(self.label_key[self.kept], return_counts=True)
+        return {self.names[code]: int(n) for code, n in zip(codes, counts)}
+
+
+def scan_rows(rows: ChunkedRows, label_key: Callable[[pd.DataFrame], np.ndarray] | None = None) -> Scan:
+    """Pass 1: reason codes, text hashes and label keys of every row; then duplicates and conflicts. `label_key`
+    (default: codes of the label strings) must be equal exactly when two usable rows' labels are equal."""
+    reasons, texts, keys, names = [], [], [], {}
+    for chunk in rows:
+        reasons.append(pd.Categorical(chunk["reason"], categories=REASONS).codes.astype(np.uint8))
+        texts.append(text_keys(chunk["text"]))
+        keys.append(label_key(chunk) if label_key else label_codes(chunk["label"], names))
+    reason, keys = np.concatenate(reasons), np.concatenate(keys)
+    conflicting, duplicate = repeats(np.concatenate(texts), keys, reason == KEPT)
+    reason[conflicting], reason[duplicate] = CONFLICTING, DUPLICATE
+    return Scan(reason=reason, label_key=keys, names=list(names))
+
+
+def streamed_result(rows: ChunkedRows, scan: Scan, labels: list[str], summary: dict,
+                    add_columns: Callable[[pd.DataFrame], pd.DataFrame], fields: list[pa.Field]) -> StreamedClean:
+    """The StreamedClean whose write() is pass 2: kept rows (plus `add_columns`, typed by `fields`) to data.parquet
+    in fixed row groups, rejected rows appended to rejected.csv, both in file order."""
+    base = [pa.field("text", pa.string()), pa.field("label", pa.string()), pa.field("row", pa.int64())]
+    if rows.params.task.split_column:
+        base.append(pa.field("split", pa.string()))
+    schema = pa.schema(base + fields)
+
+    def write(out_dir: Path) -> None:
+        start = 0
+        with io.ParquetRowGroups(out_dir / DATA_FILE, schema) as data, \
+                open(out_dir / REJECTED_FILE, "w", encoding="utf-8", newline="") as rejected:
+            rejected.write("row,reason,label,text\n")
+            for chunk in rows:
+                reason = scan.reason[start:start + len(chunk)]
+                start += len(chunk)
+                keep = reason == KEPT
+                if keep.any():
+                    data.write(pa.Table.from_pandas(add_columns(chunk[keep]), schema=schema, preserve_index=False))
+                dropped = chunk[~keep].assign(reason=np.asarray(REASONS, dtype=object)[reason[~keep]])
+                dropped[["row", "reason", "label", "original"]].to_csv(rejected, header=False, index=False)
+
+    counts = np.bincount(scan.reason, minlength=len(REASONS))
+    by_reason = {name: int(counts[i]) for i, name in enumerate(REASONS) if i != KEPT and counts[i]}
+    return StreamedClean(labels=labels, summary=summary, rows_kept=int(counts[KEPT]), writer=write,
+                         rejected_by_reason=dict(sorted(by_reason.items())))
+
+
+def clean(path: Path, params: Params, chunk_rows: int = io.CHUNK_ROWS) -> StreamedClean:
+    """Read the labelled file in chunks, normalise texts, drop unusable rows (with reasons), map labels to ids."""
+    rows = ChunkedRows(path, params, chunk_rows=chunk_rows)
+    scan = scan_rows(rows)
+    counts = scan.kept_label_counts()
+    if not counts:
+        raise no_rows_left(path, len(scan.reason))
+    labels = sorted_labels(list(counts))
     if len(labels) < 2:
         raise DataError(f"{path}: only one class ({labels[0]!r}) after cleaning; classification needs "
                         f"at least two labels in column {params.task.label_column!r}")
-    kept["label_id"] = kept["label"].map({name: i for i, name in enumerate(labels)}).astype("int64")
-    counts = kept["label"].value_counts()
-    return CleanResult(kept=kept, rejected=rejected, labels=labels,
-                       summary={"label_counts": {name: int(counts.get(name, 0)) for name in labels}})
+    ids = {name: i for i, name in enumerate(labels)}
+    return streamed_result(rows, scan, labels, {"label_counts": {name: counts[name] for name in labels}},
+                           lambda kept: kept.assign(label_id=kept["label"].map(ids).astype("int64")),
+                           [pa.field("label_id", pa.int64())])
 
 
 def encode_texts(ds: Dataset, tokenizer: PreTrainedTokenizerBase, params: Params,
@@ -83,16 +194,15 @@ def encode_texts(ds: Dataset, tokenizer: PreTrainedTokenizerBase, params: Params
     `labels_of(batch)` gives the `labels` column. Shared by the text-level tasks."""
     max_length = params.tokenize.max_length
 
-    def encode(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    def encode(batch: dict[str, list[Any]], indices: list[int]) -> dict[str, list[Any]]:
         enc = tokenizer(batch["text"], truncation=True, max_length=max_length, return_token_type_ids=False)
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
                 "labels": labels_of(batch), "length": [len(ids) for ids in enc["input_ids"]],
-                "truncated": [bool(e.overflowing) for e in enc.encodings]}
+                "truncated": [bool(e.overflowing) for e in enc.encodings], "example_id": indices}
 
-    out = ds.map(encode, batched=True, batch_size=params.tokenize.batch_size, desc="tokenize",
+    out = ds.map(encode, batched=True, with_indices=True, batch_size=params.tokenize.batch_size, desc="tokenize",
                  remove_columns=[c for c in ds.column_names if c not in ("text", "row", "split")])
-    out = out.add_column("example_id", list(range(len(out))))
-    return out, {"truncated_texts": int(sum(out["truncated"]))}
+    return out, {"truncated_texts": int(io.column_numpy(out, "truncated").sum())}
 
 
 def tokenize(ds: Dataset, tokenizer: PreTrainedTokenizerBase, params: Params,

@@ -14,19 +14,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 from datasets import Dataset
 from scipy.special import expit
 from transformers import PreTrainedTokenizerBase
 
-from lmtune import metrics, plots
+from lmtune import io, metrics, plots
 from lmtune.errors import DataError
 from lmtune.inference import batched_logits
 from lmtune.tasks import classification
 from lmtune.tasks.base import EvalResult
-from lmtune.tasks.classification import encode_texts, model_features, no_rows_left, read_labelled_texts, \
-    text_features
-from lmtune.text import CleanResult, clean_labelled_texts, sorted_labels
+from lmtune.tasks.classification import ChunkedRows, encode_texts, model_features, no_rows_left, scan_rows, \
+    streamed_result, text_features
+from lmtune.text import StreamedClean, sorted_labels
 
 if TYPE_CHECKING:
     from lmtune.config import Params
@@ -58,25 +58,32 @@ def label_set(canonical: str, separator: str) -> list[str]:
     return [] if canonical == NO_LABELS else canonical.split(separator)
 
 
-def clean(path: Path, params: Params) -> CleanResult:
-    """Read the file, normalise texts, drop unusable rows (with reasons), and map each label set to label ids."""
+def clean(path: Path, params: Params, chunk_rows: int = io.CHUNK_ROWS) -> StreamedClean:
+    """Read the file in chunks, normalise texts, drop unusable rows (with reasons), map each label set to label ids."""
     separator = params.multilabel.label_separator
-    frame = read_labelled_texts(path, params, label_cell=lambda cell: canonical_labels(cell, separator, path))
-    kept, rejected = clean_labelled_texts(frame, params.clean.lowercase, params.clean.min_chars)
-    if kept.empty:
-        raise no_rows_left(path, rejected)
-    sets = kept["label"].map(lambda canonical: label_set(canonical, separator))
-    counts = Counter(name for names in sets for name in names)
+    rows = ChunkedRows(path, params, label_cell=lambda cell: canonical_labels(cell, separator, path),
+                       chunk_rows=chunk_rows)
+    scan = scan_rows(rows)
+    set_counts = scan.kept_label_counts()  # canonical label set -> kept texts
+    if not set_counts:
+        raise no_rows_left(path, len(scan.reason))
+    counts: Counter[str] = Counter()
+    labelled = 0  # sum over kept texts of their label count
+    for canonical, texts in set_counts.items():
+        names = label_set(canonical, separator)
+        counts.update({name: texts for name in names})
+        labelled += texts * len(names)
     if not counts:
         raise DataError(f"{path}: every kept row has an empty label set ({NO_LABELS}); multi-label classification "
                         f"needs labels in column {params.task.label_column!r}")
-    labels = sorted_labels(pd.Series(list(counts)))
+    labels = sorted_labels(list(counts))
     index = {name: i for i, name in enumerate(labels)}
-    kept["label_ids"] = sets.map(lambda names: [index[name] for name in names])
-    sizes = sets.map(len)
-    return CleanResult(kept=kept, rejected=rejected, labels=labels, summary={
-        "label_counts": {name: counts[name] for name in labels},
-        "mean_labels_per_text": round(float(sizes.mean()), 4), "texts_without_labels": int((sizes == 0).sum())})
+    kept = sum(set_counts.values())
+    summary = {"label_counts": {name: counts[name] for name in labels},
+               "mean_labels_per_text": round(labelled / kept, 4), "texts_without_labels": set_counts.get(NO_LABELS, 0)}
+    return streamed_result(rows, scan, labels, summary, lambda part: part.assign(label_ids=part["label"].map(
+        lambda canonical: [index[name] for name in label_set(canonical, separator)])),
+        [pa.field("label_ids", pa.list_(pa.int64()))])
 
 
 def tokenize(ds: Dataset, tokenizer: PreTrainedTokenizerBase, params: Params,

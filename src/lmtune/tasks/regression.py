@@ -12,17 +12,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
-from lmtune import metrics, plots
+from lmtune import io, metrics, plots
 from lmtune.errors import DataError
 from lmtune.inference import batched_logits
 from lmtune.tasks import classification
 from lmtune.tasks.base import EvalResult
-from lmtune.tasks.classification import encode_texts, model_features, no_rows_left, read_labelled_texts, \
-    text_features
-from lmtune.text import CleanResult, clean_labelled_texts
+from lmtune.tasks.classification import ChunkedRows, encode_texts, model_features, no_rows_left, scan_rows, \
+    streamed_result, text_features
+from lmtune.text import StreamedClean
 
 if TYPE_CHECKING:
     from lmtune.config import Params
@@ -30,35 +31,42 @@ if TYPE_CHECKING:
 OUTPUT = "value"  # the single output unit's name in the model config (id2label)
 
 
-def parse_targets(frame: pd.DataFrame, path: Path, column: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Add a float `target` column; return (rows with a number or a blank label, rows rejected as not a number).
-    Numbers are written back to `label` in one form ("4" and "4.0" both become "4.0") so duplicate and conflict
-    checks compare values."""
+def parse_targets(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add a float `target` column (NaN where there is none) and preset reason label_not_a_number for a label that
+    is not a finite number. Numbers are written back to `label` in one form ("4" and "4.0" both become "4.0")."""
     given = frame["label"].str.strip() != ""
-    values = pd.to_numeric(frame["label"].str.strip(), errors="coerce")  # "n/a" -> NaN; "nan" and "inf" parse
-    bad = given & ~np.isfinite(values)
-    if bad.any() and not (given & ~bad).any():
-        first = frame[bad].iloc[0]
-        raise DataError(f"{path}: row {first['row']}: label {first['label']!r} in column {column!r} is not a number, "
-                        f"and no row has a numeric label; regression needs a number per row: set task.label_column "
-                        f"to the column holding it")
-    good = frame[~bad].assign(target=values[~bad])
-    good.loc[given[~bad], "label"] = good.loc[given[~bad], "target"].map(repr)
-    rejected = frame[bad].assign(reason="label_not_a_number")[["row", "reason", "label", "text"]]
-    return good, rejected
+    values = pd.to_numeric(frame["label"].str.strip(), errors="coerce").astype(np.float64)  # "n/a" -> NaN
+    bad = given & ~np.isfinite(values)  # "nan" and "inf" parse, and are rejected here
+    number = given & ~bad
+    return frame.assign(target=values.where(number), label=frame["label"].mask(number, values.map(repr)),
+                        reason=bad.map({True: "label_not_a_number", False: ""}))
 
 
-def clean(path: Path, params: Params) -> CleanResult:
-    """Read the file, parse the targets, normalise texts and drop unusable rows (each with its reason)."""
-    frame, not_numbers = parse_targets(read_labelled_texts(path, params), path, params.task.label_column)
-    kept, rejected = clean_labelled_texts(frame, params.clean.lowercase, params.clean.min_chars)
-    rejected = pd.concat([not_numbers, rejected]).sort_values("row", kind="stable").reset_index(drop=True)
-    if kept.empty:
-        raise no_rows_left(path, rejected)
-    target = kept["target"]
-    return CleanResult(kept=kept, rejected=rejected, labels=[], summary={"target": {
+def clean(path: Path, params: Params, chunk_rows: int = io.CHUNK_ROWS) -> StreamedClean:
+    """Read the file in chunks, parse the targets, normalise texts and drop unusable rows (each with its reason)."""
+    first_bad: list[pd.Series] = []  # the first row whose label is not a number, for the error below
+
+    def prepare(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = parse_targets(frame)
+        if not first_bad and (frame["reason"] != "").any():
+            first_bad.append(frame[frame["reason"] != ""].iloc[0])
+        return frame
+
+    rows = ChunkedRows(path, params, prepare=prepare, chunk_rows=chunk_rows)
+    # Equal numbers have equal float64 bits (and equal labels, which are repr(number)), so the bits are the label key.
+    scan = scan_rows(rows, label_key=lambda chunk: chunk["target"].to_numpy(np.float64).view(np.int64))
+    if first_bad and not np.isfinite(scan.label_key.view(np.float64)).any():
+        first = first_bad[0]
+        raise DataError(f"{path}: row {first['row']}: label {first['label']!r} in column {params.task.label_column!r} "
+                        f"is not a number, and no row has a numeric label; regression needs a number per row: set "
+                        f"task.label_column to the column holding it")
+    if not scan.kept.any():
+        raise no_rows_left(path, len(scan.reason))
+    target = pd.Series(scan.label_key[scan.kept].view(np.float64))
+    return streamed_result(rows, scan, [], {"target": {
         "mean": round(float(target.mean()), 6), "std": round(float(target.std(ddof=0)), 6),
-        "min": float(target.min()), "max": float(target.max())}})
+        "min": float(target.min()), "max": float(target.max())}}, lambda part: part,
+        [pa.field("target", pa.float64())])
 
 
 def tokenize(ds: Dataset, tokenizer: PreTrainedTokenizerBase, params: Params,
