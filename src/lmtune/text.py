@@ -66,18 +66,20 @@ def repeats(text_key: np.ndarray, label_key: np.ndarray, usable: np.ndarray) -> 
     int64 (any exact encoding of the label); usable: (rows,) bool.
     """
     rows = np.flatnonzero(usable)
+    rows = rows[np.lexsort((text_key[rows, 1], text_key[rows, 0]))]  # stable: equal texts stay in row order
     keys = text_key[rows]
-    order = rows[np.lexsort((keys[:, 1], keys[:, 0]))]  # lexsort is stable: equal texts stay in row order
-    keys, labels = text_key[order], label_key[order]
-    first = np.ones(len(order), dtype=bool)
+    first = np.ones(len(rows), dtype=bool)  # first copy of each distinct text
     first[1:] = (keys[1:] != keys[:-1]).any(axis=1)
-    group = np.cumsum(first) - 1  # one group per distinct text
-    other_label = labels != labels[np.flatnonzero(first)[group]]
+    del keys  # the temporaries here are freed as soon as they are used: a few bytes a row at the peak
+    group = np.cumsum(first) - 1  # (usable rows,) group number of each row's text, in sorted order
+    labels = label_key[rows]
+    other_label = labels != labels[np.flatnonzero(first)][group]
+    del labels
     conflicted = np.bincount(group, weights=other_label, minlength=int(first.sum())) > 0
     conflicting = np.zeros(len(usable), dtype=bool)
     duplicate = np.zeros(len(usable), dtype=bool)
-    conflicting[order] = conflicted[group]
-    duplicate[order] = ~first & ~conflicted[group]
+    conflicting[rows] = conflicted[group]
+    duplicate[rows] = ~first & ~conflicting[rows]
     return conflicting, duplicate
 
 

@@ -136,8 +136,9 @@ def scan_rows(rows: ChunkedRows, label_key: Callable[[pd.DataFrame], np.ndarray]
         reasons.append(pd.Categorical(chunk["reason"], categories=REASONS).codes.astype(np.uint8))
         texts.append(text_keys(chunk["text"]))
         keys.append(label_key(chunk) if label_key else label_codes(chunk["label"], names))
-    reason, keys = np.concatenate(reasons), np.concatenate(keys)
-    conflicting, duplicate = repeats(np.concatenate(texts), keys, reason == KEPT)
+    reason, keys, texts = np.concatenate(reasons), np.concatenate(keys), np.concatenate(texts)  # frees the chunks
+    conflicting, duplicate = repeats(texts, keys, reason == KEPT)
+    del texts
     reason[conflicting], reason[duplicate] = CONFLICTING, DUPLICATE
     return Scan(reason=reason, label_key=keys, names=list(names))
 
