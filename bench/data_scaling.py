@@ -5,9 +5,10 @@
 Builds each input from SST-2 train.tsv (67,349 sentences) repeated with variations (copy k of a sentence ends in
 " #k", so no row is a duplicate the clean stage would drop), writes it as TSV under a temporary directory, and runs
 the three data stages as subprocesses with the packaged tokenizer, as `dvc repro` does. For each size it prints rows/s
-and the peak resident memory (RSS) of each stage, and the time per row relative to the smallest size, and writes the
-figures to reports/bench/data_scaling.json. The input file and the stages' outputs are on disk; what the table shows
-is whether a stage's memory stays flat as rows grow (streaming, memory-mapped Arrow) or grows with them.
+and, per stage, the peak resident memory (RSS) and the peak anonymous RSS (the heap; RSS also counts the pages of
+memory-mapped Arrow files, which the kernel can drop), then two verdicts: the time per row of the stages' work (their
+main(), without the ~6 s of start-up imports) at each size, and each stage's memory growth over the smallest size next
+to the size of the Arrow data. Figures go to reports/bench/data_scaling.json.
 """
 from __future__ import annotations
 
@@ -48,18 +49,83 @@ def write_input(sentences: pd.DataFrame, rows: int, path: Path) -> None:
             f.writelines(f"{t}\t{y}\n" for t, y in zip(texts, part["label"]))
 
 
+# Runs a stage's main() and records how long it took once the imports are done (the work that scales with rows).
+TIMED_MAIN = ("import importlib, json, sys, time; stage = importlib.import_module(sys.argv[1]); start = time.perf_counter(); "
+              "stage.main(sys.argv[3:]); open(sys.argv[2], 'w').write(json.dumps(time.perf_counter() - start))")
+
+
+def _status_kib(pid: int, field: str) -> int:
+    """One `kB` field of /proc/<pid>/status (0 once the process is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def run_stage(name: str, src: Path, dst: Path, work: Path) -> dict[str, float]:
-    """Run one stage as a subprocess; return wall seconds and its peak RSS in MiB (from wait4's rusage)."""
-    cmd = [sys.executable, "-m", f"stages.{name}", str(src), str(dst), str(work / f"{name}.json"),
-           "--params", str(work / "params.yaml")]
+    """Run one stage as a subprocess. Returns wall seconds, the seconds of its main() (without start-up imports),
+    peak RSS in MiB (wait4's rusage) and peak anonymous RSS (heap, sampled every 20 ms from /proc): RSS also counts
+    the pages of memory-mapped Arrow files the stage reads, which the kernel can drop; anonymous memory is what
+    the stage itself holds."""
+    timing = work / f"{name}.seconds"
+    cmd = [sys.executable, "-c", TIMED_MAIN, f"stages.{name}", str(timing), str(src), str(dst),
+           str(work / f"{name}.json"), "--params", str(work / "params.yaml")]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1"})
-    _, status, usage = os.wait4(proc.pid, 0)
+    peak_anon = 0
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        peak_anon = max(peak_anon, _status_kib(proc.pid, "RssAnon"))
+        time.sleep(0.02)
     seconds = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"[bench] stage {name} failed:\n{proc.stderr.read()[-3000:]}")
-    return {"seconds": round(seconds, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
+    return {"seconds": round(seconds, 2), "main_seconds": round(float(timing.read_text()), 2),
+            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), "peak_anon_rss_mib": round(peak_anon / 1024, 1)}
+
+
+def print_summary(results: list[dict]) -> None:
+    """The table, then the two verdicts: time per row of the stages' work (main() without start-up imports) at each
+    size, and each stage's memory growth over the smallest size next to the Arrow data size."""
+    base = results[0]
+    print("\n rows       | s total (work) | rows/s | work us/row | peak RSS MiB clean / tokenize / split | "
+          "peak anonymous MiB clean / tokenize / split | split Arrow MiB")
+    for r in results:
+        r["time_per_row_vs_first"] = round(r["us_per_row"] / base["us_per_row"], 3)
+        r["work_seconds"] = round(sum(r[name]["main_seconds"] for name, _, _ in STAGES), 2)
+        r["work_us_per_row"] = round(1e6 * r["work_seconds"] / r["rows"], 2)
+        r["rss_growth_mib"] = {name: round(r[name]["peak_rss_mib"] - base[name]["peak_rss_mib"], 1)
+                               for name, _, _ in STAGES}
+        r["anon_growth_mib"] = {name: round(r[name]["peak_anon_rss_mib"] - base[name]["peak_anon_rss_mib"], 1)
+                                for name, _, _ in STAGES}
+        rss = " / ".join(f"{r[name]['peak_rss_mib']:.0f} (+{r['rss_growth_mib'][name]:.0f})" for name, _, _ in STAGES)
+        anon = " / ".join(f"{r[name]['peak_anon_rss_mib']:.0f} (+{r['anon_growth_mib'][name]:.0f})"
+                          for name, _, _ in STAGES)
+        print(f" {r['rows']:>10,} | {r['total_seconds']:>6.1f} ({r['work_seconds']:>5.1f}) | "
+              f"{r['rows_per_second']:>6,.0f} | {r['work_us_per_row']:>11.1f} | {rss} | {anon} | {r['arrow_mib']:.0f}")
+    for prev, r in zip(results, results[1:]):  # fixed costs inside main() (tokenizer load, ...) cancel out
+        r["marginal_work_us_per_row"] = round(1e6 * (r["work_seconds"] - prev["work_seconds"])
+                                              / (r["rows"] - prev["rows"]), 2)
+    per_row = [r["work_us_per_row"] for r in results]
+    marginal = [r["marginal_work_us_per_row"] for r in results[1:]]
+    print(f"[bench] work time per row: {' -> '.join(f'{x:.1f}' for x in per_row)} us (spread "
+          f"{max(per_row) / min(per_row) - 1:.0%}, fixed costs included)")
+    if marginal:
+        spread = max(marginal) / min(marginal) - 1
+        print(f"[bench] marginal work time per row between sizes: {' -> '.join(f'{x:.1f}' for x in marginal)} us; "
+              f"spread {spread:.0%} ({'flat within 20%' if spread <= 0.2 else 'NOT flat within 20%'})")
+    top = results[-1]
+    for kind in ("rss", "anon"):
+        worst = max(top[f"{kind}_growth_mib"].values())
+        print(f"[bench] peak {'RSS' if kind == 'rss' else 'anonymous RSS'} grew by at most {worst:.0f} MiB from "
+              f"{base['rows']:,} to {top['rows']:,} rows; split Arrow data {top['arrow_mib']:.0f} MiB "
+              f"({'within' if worst <= top['arrow_mib'] else 'BEYOND'} the Arrow data)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -88,14 +154,7 @@ def main(argv: list[str] | None = None) -> None:
                     "us_per_row": round(1e6 * total / rows, 2),
                     "arrow_mib": round(sum(f.stat().st_size for f in (work / "splits").rglob("*.arrow")) / 2**20, 1)}
             results.append(row)
-    base = results[0]["us_per_row"]
-    print("\n rows       | s total | rows/s  | us/row (vs first) | peak RSS MiB clean / tokenize / split | split Arrow MiB")
-    for r in results:
-        r["time_per_row_vs_first"] = round(r["us_per_row"] / base, 3)
-        print(f" {r['rows']:>10,} | {r['total_seconds']:>7.1f} | {r['rows_per_second']:>7,.0f} | "
-              f"{r['us_per_row']:>6.1f} ({r['time_per_row_vs_first']:.2f}x) | "
-              f"{r['clean']['peak_rss_mib']:.0f} / {r['tokenize']['peak_rss_mib']:.0f} / {r['split']['peak_rss_mib']:.0f}"
-              f" | {r['arrow_mib']:.0f}")
+    print_summary(results)
     machine = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": machine, "results": results}, indent=2) + "\n")
