@@ -228,6 +228,17 @@ class ProgressWithLoss(ProgressCallback):
                                     ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
 
 
+class SkipFinalCheckpoint(TrainerCallback):
+    """No checkpoint at the last step when no best model is kept: the finished model is saved by the stage anyway,
+    so writing it as a checkpoint too (model and optimizer state) would only cost time."""
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step >= state.max_steps:
+            control.should_save = False
+
+    on_epoch_end = on_step_end
+
+
 class LmtuneTrainer(Trainer):
     """Trainer whose length grouping is ShuffledLengthGroupedSampler (see lmtune.sampling for why)."""
 
@@ -240,6 +251,8 @@ class LmtuneTrainer(Trainer):
         self.model_accepts_loss_kwargs = False
         if self.pop_callback(ProgressCallback) is not None:  # absent when tqdm is disabled
             self.add_callback(ProgressWithLoss(self.args.metric_for_best_model or "loss"))
+        if not self.args.load_best_model_at_end:
+            self.add_callback(SkipFinalCheckpoint())
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         if not self.group_by_length or self.args.world_size > 1:

@@ -140,6 +140,24 @@ def test_gradient_accumulation_matches_one_big_batch(ft, tiny_model, tmp_path):
     torch.testing.assert_close(weights[0], weights[1], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("has_validation", [False, True])
+def test_no_checkpoint_is_written_at_the_last_step_unless_a_best_model_is_kept(ft, model, tiny_model, tmp_path,
+                                                                               has_validation):
+    from datasets import Dataset, DatasetDict
+    from transformers import AutoTokenizer, DataCollatorWithPadding
+
+    rows = [{"input_ids": [2, 5 + n, 3], "attention_mask": [1, 1, 1], "labels": n % 2, "length": 3} for n in range(8)]
+    data = DatasetDict({"train": Dataset.from_list(rows), "validation": Dataset.from_list(rows[:4])})
+    cfg = dataclasses.replace(ft, batch_size=4, epochs=2, early_stopping_patience=0)  # 2 steps per epoch
+    args = training.training_arguments(cfg, tmp_path, "fp32", has_validation=has_validation, metric="loss")
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    trainer = training.build_trainer(model, args, data, tok, DataCollatorWithPadding(tok), None, [], 0,
+                                     group_by_length=False)
+    trainer.train()
+    saved = sorted(p.name for p in tmp_path.glob("checkpoint-*"))
+    assert saved == (["checkpoint-2", "checkpoint-4"] if has_validation else ["checkpoint-2"])
+
+
 @pytest.mark.parametrize("auto_class, head", [("AutoModelForTokenClassification", "classifier"),
                                               ("AutoModelForQuestionAnswering", "qa_outputs"),
                                               ("AutoModelForSequenceClassification", "classifier")])
