@@ -44,6 +44,7 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, chec
     model = spec.load_model(params.model.name_or_path, labels, params.model.revision,
                             attn_implementation=training.resolve_attention(ft.attention, precision))
     training.freeze(model, ft)
+    training.set_dropout(model, ft.dropout)
     model = training.apply_lora(model, ft)
     sizes = training.param_counts(model)
     data_md5 = tracking.content_md5(data_dir)

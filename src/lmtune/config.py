@@ -99,6 +99,7 @@ class FineTuneParams:
     seed: int
     precision: Literal["auto", "fp32", "bf16", "fp16"]
     attention: Literal["auto", "eager", "sdpa"]  # attention kernels; auto picks the faster for device and precision
+    dropout: float  # -1 keeps the model's dropout; 0 <= p < 1 sets every dropout layer to p
     freeze_embeddings: bool
     freeze_layers: int  # freeze the first N encoder layers
     train_head_only: bool
@@ -165,6 +166,7 @@ _RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("fine_tune", lambda s: s.weight_decay >= 0, "weight_decay must be >= 0"),
     ("fine_tune", lambda s: s.grad_accum_steps >= 1, "grad_accum_steps must be >= 1"),
     ("fine_tune", lambda s: s.freeze_layers >= 0, "freeze_layers must be >= 0"),
+    ("fine_tune", lambda s: s.dropout == -1 or 0 <= s.dropout < 1, "dropout must be -1 (the model's) or lie in [0, 1)"),
     ("fine_tune", lambda s: s.lora_rank >= 0 and s.lora_alpha >= 1, "lora_rank must be >= 0 and lora_alpha >= 1"),
     ("fine_tune", lambda s: 0 <= s.lora_dropout < 1, "lora_dropout must lie in [0, 1)"),
     ("fine_tune", lambda s: s.lora_rank == 0 or bool(s.lora_target_modules.strip(", ")),

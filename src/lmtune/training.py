@@ -155,6 +155,17 @@ def freeze(model: torch.nn.Module, ft: FineTuneParams) -> dict[str, int]:
     return param_counts(model)
 
 
+def set_dropout(model: torch.nn.Module, p: float) -> int:
+    """Set every dropout layer's probability to `p` (-1: leave the model's); return how many layers were set.
+    Attention dropout follows too: transformers' attention functions read their module's `dropout.p`."""
+    if p < 0:
+        return 0
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    for layer in layers:
+        layer.p = p
+    return len(layers)
+
+
 def param_counts(model: torch.nn.Module) -> dict[str, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())

@@ -76,6 +76,17 @@ def test_freeze_embeddings_and_first_layers(ft, model):
     assert all(p.requires_grad for p in bert.encoder.layer[1].parameters())
 
 
+def test_dropout_param_sets_every_dropout_layer_or_keeps_the_models(model):
+    dropouts = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert dropouts and {m.p for m in dropouts} != {0.0}
+    before = [m.p for m in dropouts]
+    assert training.set_dropout(model, -1) == 0 and [m.p for m in dropouts] == before
+    assert training.set_dropout(model, 0.0) == len(dropouts) and {m.p for m in dropouts} == {0.0}
+    model.train()  # attention dropout reads the module's p: with 0, training-mode outputs are deterministic
+    ids = torch.tensor([[2, 5, 6, 7, 3]])
+    torch.testing.assert_close(model(input_ids=ids).logits, model(input_ids=ids).logits)
+
+
 def test_freezing_more_layers_than_the_model_has_is_a_clear_error(ft, model):
     with pytest.raises(LmtuneError, match="more than the model's 2 layers"):
         training.freeze(model, dataclasses.replace(ft, freeze_layers=3))
