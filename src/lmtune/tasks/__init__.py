@@ -3,9 +3,11 @@
 A stage does `spec = TASKS[params.task.name]` and calls the spec's functions. Adding a task means writing
 one module with these functions and one entry below. The contract between stages:
 
-- clean(path, params) -> CleanResult (lmtune.text): `kept` has a `row` column (1-based input row) and, with a
-  split column, `split`; `rejected` has row, reason, label, text; `labels` are the label names (ids = positions;
-  [] for tasks without a label set); `summary` holds task figures for reports/clean.json.
+- clean(path, params) -> CleanResult or StreamedClean (lmtune.text), both with `labels` (the label names; ids =
+  positions; [] for tasks without a label set), `summary` (task figures for reports/clean.json), `rows_kept`,
+  `rejected_by_reason` and `write(out_dir)`, which writes data.parquet (a `row` column, the 1-based input row, and
+  with a split column `split`) and rejected.csv (row, reason, label, text). CleanResult holds the rows in memory;
+  StreamedClean (classification, multilabel, regression) reads tabular input in chunks and never holds them.
 - tokenize(ds, tokenizer, params, labels) -> (Dataset, stats): one row per model input (a QA example may give
   several windows) with `example_id` (rows of one example share it and always land in one split), `length`
   (tokens), `text` (the normalised input, for the leakage check) and the model's input and label columns.
