@@ -151,6 +151,26 @@ def test_gradient_accumulation_matches_one_big_batch(ft, tiny_model, tmp_path):
     torch.testing.assert_close(weights[0], weights[1], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.skipif(not (torch.cuda.is_available() or training.cpu_has_bf16()), reason="needs native bf16")
+def test_bf16_training_keeps_fp32_weights_and_finite_loss(ft, model, tiny_model, tmp_path):
+    """Mixed precision: bf16 autocast for the matmuls, fp32 master weights (so evaluation runs in fp32), no NaN."""
+    from datasets import Dataset, DatasetDict
+    from transformers import AutoTokenizer, DataCollatorWithPadding
+
+    rows = [{"input_ids": [2, 5 + n, 6 + n, 3], "attention_mask": [1] * 4, "labels": n % 2, "length": 4}
+            for n in range(16)]
+    data = DatasetDict({"train": Dataset.from_list(rows), "validation": Dataset.from_list(rows[:4])})
+    args = training.training_arguments(dataclasses.replace(ft, batch_size=4, epochs=2, logging_steps=1), tmp_path,
+                                       "bf16", has_validation=False, metric="loss")
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    trainer = training.build_trainer(model, args, data, tok, DataCollatorWithPadding(tok), None, [], 0,
+                                     group_by_length=True)
+    trainer.train()
+    losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
+    assert len(losses) == 8 and all(torch.isfinite(torch.tensor(losses)))
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
 @pytest.mark.parametrize("has_validation", [False, True])
 def test_no_checkpoint_is_written_at_the_last_step_unless_a_best_model_is_kept(ft, model, tiny_model, tmp_path,
                                                                                has_validation):
