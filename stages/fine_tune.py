@@ -47,7 +47,7 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, chec
     training.set_dropout(model, ft.dropout)
     model = training.apply_lora(model, ft)
     sizes = training.param_counts(model)
-    data_md5 = tracking.content_md5(data_dir)
+    data_md5 = io.content_md5(data_dir)
     lineage = {"git_commit": tracking.git_commit(), "data_md5": data_md5, "task": params.task.name,
                "dvc_data_md5": tracking.dvc_lock_md5(data_dir) or "not-in-dvc.lock",
                "base_model": params.model.name_or_path}

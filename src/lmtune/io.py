@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -251,13 +252,29 @@ def mapped_parquet(path: Path, work_dir: Path, batch_rows: int = CHUNK_ROWS) -> 
     import pyarrow as pa
     import pyarrow.parquet as pq
     from datasets import Dataset
+    from datasets.table import MemoryMappedTable
 
     arrow = work_dir / f"{path.stem}.arrow"
     with pq.ParquetFile(path) as f, pa.OSFile(str(arrow), "wb") as sink, \
             pa.ipc.new_stream(sink, f.schema_arrow) as stream:
         for batch in f.iter_batches(batch_size=batch_rows):
             stream.write_batch(batch)
-    return Dataset.from_file(str(arrow))
+    # The fingerprint comes from the Parquet bytes, not the temporary path (Dataset.from_file's default), so the
+    # saved output is byte-identical from run to run and DVC does not rerun the stages downstream for nothing.
+    return Dataset(MemoryMappedTable.from_file(str(arrow)), fingerprint=content_md5(path)[:16])
+
+
+def content_md5(path: str | Path) -> str:
+    """md5 over the relative paths and bytes of every file under `path` (or of one file)."""
+    path = Path(path)
+    digest = hashlib.md5()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
+        with open(file, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 def column_numpy(ds: Any, name: str) -> Any:

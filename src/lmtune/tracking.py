@@ -5,7 +5,6 @@ real tracking server. The run id is saved with the model so that evaluate logs t
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import subprocess
@@ -80,19 +79,6 @@ def require_a_commit() -> None:
     if inside.returncode == 0 and head.returncode != 0:
         raise LmtuneError("the git repository has no commits yet, and DVCLive (per-step metrics) and the run's "
                           "lineage need one: run `git add -A && git commit -m 'first commit'`, then `dvc repro` again")
-
-
-def content_md5(path: str | Path) -> str:
-    """md5 over the relative paths and bytes of every file under `path` (or of one file)."""
-    path = Path(path)
-    digest = hashlib.md5()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
-        with open(file, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
 
 
 def dvc_lock_md5(path: str | Path, lock: str | Path = "dvc.lock") -> str | None:

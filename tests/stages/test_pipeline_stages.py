@@ -73,6 +73,18 @@ def test_tokenize_does_not_pad_and_counts_truncated_texts(pipeline, tmp_path, ti
     assert max(len(ids) for ids in load_from_disk(str(tmp_path / "tok"))["input_ids"]) == 8
 
 
+def test_tokenize_output_is_byte_identical_from_run_to_run(pipeline, tmp_path, tiny_model):
+    """Same input, same bytes (the dataset fingerprint too): otherwise DVC would rerun split and fine-tune."""
+    params = write_params(tmp_path / "p.yaml", tiny_overrides(tiny_model))
+    for name in ("a", "b"):
+        tokenize.main([str(pipeline / "interim"), str(tmp_path / name), str(tmp_path / f"{name}.json"),
+                       "--params", str(params)])
+    files = sorted(f.relative_to(tmp_path / "a") for f in (tmp_path / "a").rglob("*") if f.is_file())
+    assert files and files == sorted(f.relative_to(tmp_path / "b") for f in (tmp_path / "b").rglob("*") if f.is_file())
+    for name in files:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), f"{name} differs"
+
+
 def test_split_is_disjoint_and_reports_sizes_and_label_counts(pipeline):
     splits = load_from_disk(str(pipeline / "splits"))
     texts = {name: set(splits[name]["text"]) for name in ("train", "validation", "test")}
