@@ -232,7 +232,10 @@ def write_jsonl(path: str | Path, rows: list[dict[str, Any]]) -> None:
 def save_dataset(ds: Any, path: Path) -> None:
     """`save_to_disk` without a progress bar (saving is fast; the bars would only add noise to the logs).
 
-    An empty split is written as one empty shard: with zero shards `load_from_disk` fails on it.
+    An empty split is written as one empty shard: with zero shards `load_from_disk` fails on it. The fingerprint in
+    each state.json is replaced by one of the saved Arrow bytes: the one `datasets` derives from the map functions
+    depends on where the code and the tokenizer are installed, so the same data would get a new DVC hash on every
+    machine and rerun the stages after it.
     """
     import datasets
 
@@ -243,6 +246,13 @@ def save_dataset(ds: Any, path: Path) -> None:
         ds.save_to_disk(str(path), num_shards=num_shards or None)
     finally:
         datasets.enable_progress_bars()
+    for state_file in sorted(Path(path).rglob("state.json")):
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+        digest = hashlib.md5()
+        for shard in sorted(state_file.parent.glob("*.arrow")):
+            digest.update(bytes.fromhex(content_md5(shard)))
+        state["_fingerprint"] = digest.hexdigest()[:16]
+        state_file.write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
 
 
 def mapped_parquet(path: Path, work_dir: Path, batch_rows: int = CHUNK_ROWS) -> Any:
@@ -252,16 +262,13 @@ def mapped_parquet(path: Path, work_dir: Path, batch_rows: int = CHUNK_ROWS) -> 
     import pyarrow as pa
     import pyarrow.parquet as pq
     from datasets import Dataset
-    from datasets.table import MemoryMappedTable
 
     arrow = work_dir / f"{path.stem}.arrow"
     with pq.ParquetFile(path) as f, pa.OSFile(str(arrow), "wb") as sink, \
             pa.ipc.new_stream(sink, f.schema_arrow) as stream:
         for batch in f.iter_batches(batch_size=batch_rows):
             stream.write_batch(batch)
-    # The fingerprint comes from the Parquet bytes, not the temporary path (Dataset.from_file's default), so the
-    # saved output is byte-identical from run to run and DVC does not rerun the stages downstream for nothing.
-    return Dataset(MemoryMappedTable.from_file(str(arrow)), fingerprint=content_md5(path)[:16])
+    return Dataset.from_file(str(arrow))
 
 
 def content_md5(path: str | Path) -> str:

@@ -73,10 +73,12 @@ def test_tokenize_does_not_pad_and_counts_truncated_texts(pipeline, tmp_path, ti
     assert max(len(ids) for ids in load_from_disk(str(tmp_path / "tok"))["input_ids"]) == 8
 
 
-def test_tokenize_output_is_byte_identical_from_run_to_run(pipeline, tmp_path, tiny_model):
-    """Same input, same bytes (the dataset fingerprint too): otherwise DVC would rerun split and fine-tune."""
-    params = write_params(tmp_path / "p.yaml", tiny_overrides(tiny_model))
+def test_tokenize_output_is_byte_identical_wherever_the_model_is_installed(pipeline, tmp_path, tiny_model):
+    """Same input and tokenizer, same bytes (the dataset fingerprint too), even from another install path (another
+    venv, another machine): otherwise DVC would give the data a new hash and rerun split and fine-tune."""
     for name in ("a", "b"):
+        model = shutil.copytree(tiny_model, tmp_path / f"model-{name}")
+        params = write_params(tmp_path / f"{name}.yaml", tiny_overrides(model))
         tokenize.main([str(pipeline / "interim"), str(tmp_path / name), str(tmp_path / f"{name}.json"),
                        "--params", str(params)])
     files = sorted(f.relative_to(tmp_path / "a") for f in (tmp_path / "a").rglob("*") if f.is_file())
