@@ -75,7 +75,8 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, chec
         else contextlib.nullcontext(None)
     with run_ctx as mlflow_run:
         result = trainer.train(resume_from_checkpoint=resume_from)
-        if stopper.received is not None:
+        # a signal during the last step lets the run finish: no checkpoint is written there (SkipFinalCheckpoint)
+        if stopper.received is not None and trainer.state.global_step < trainer.state.max_steps:
             raise Interrupted(f"training stopped at step {trainer.state.global_step} with a checkpoint in "
                               f"{checkpoint_dir}; run `dvc repro` again to resume from it")
         if not trainer.is_world_process_zero():
