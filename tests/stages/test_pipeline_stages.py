@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
 
 from lmtune import cli
+from lmtune.errors import ParamsError
 from stages import clean, evaluate, fine_tune, split, tokenize
 from tests.conftest import FIXTURES, tiny_overrides, write_params
 
@@ -204,6 +205,32 @@ def test_lora_trains_few_params_keeps_the_adapter_and_writes_a_merged_model(pipe
     assert not any("lora" in key for key in weights), "the saved model is merged: plain weights, no LoRA layers"
     evaluate.main([str(pipeline / "splits"), str(tmp_path / "model"), str(tmp_path / "reports"), *p])
     assert 0 <= read(tmp_path / "reports/metrics.json")["accuracy"] <= 1
+
+
+def test_mean_pooling_with_lora_fine_tunes_saves_its_head_and_evaluates_and_predicts(pipeline, tmp_path, tiny_model,
+                                                                                     capsys):
+    params = write_params(tmp_path / "params.yaml", {**tiny_overrides(tiny_model), "fine_tune.pooling": "mean",
+                                                     "fine_tune.lora_rank": 4, "fine_tune.lora_alpha": 8})
+    p = ["--params", str(params)]
+    fine_tune.main([str(pipeline / "splits"), str(tmp_path / "model"), str(tmp_path / "reports"),
+                    "--checkpoints", str(tmp_path / "ckpt"), *p])
+    config = read(tmp_path / "model/config.json")
+    assert config["model_type"] == "lmtune-mean-pooling" and (tmp_path / "model/modeling.py").is_file()
+    assert not any(key.startswith("encoder.pooler") for key in load_file(str(tmp_path / "model/model.safetensors")))
+    evaluate.main([str(pipeline / "splits"), str(tmp_path / "model"), str(tmp_path / "reports"), *p])
+    assert 0 <= read(tmp_path / "reports/metrics.json")["accuracy"] <= 1
+    (tmp_path / "in.txt").write_text("great phone\n")
+    cli.main(["predict", "--model", str(tmp_path / "model"), "--input", str(tmp_path / "in.txt")])
+    assert json.loads(capsys.readouterr().out)["label"] in {"negative", "neutral", "positive"}
+
+
+def test_fine_tune_refuses_a_pooling_choice_for_a_task_that_predicts_per_token(tmp_path, tiny_model):
+    params = write_params(tmp_path / "params.yaml", {**tiny_overrides(tiny_model), "task.name": "ner",
+                                                     "fine_tune.pooling": "mean"})
+    with pytest.raises(ParamsError, match="fine_tune.pooling: mean applies to tasks with one prediction per text"):
+        fine_tune.main([str(tmp_path / "none"), str(tmp_path / "model"), str(tmp_path / "reports"),
+                        "--params", str(params)])
+    assert not (tmp_path / "model").exists()
 
 
 def test_clean_drops_null_and_whitespace_only_texts_from_jsonl(tmp_path, tiny_params):

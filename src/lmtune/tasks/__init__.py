@@ -12,7 +12,8 @@ one module with these functions and one entry below. The contract between stages
   several windows) with `example_id` (rows of one example share it and always land in one split), `length`
   (tokens), `text` (the normalised input, for the leakage check) and the model's input and label columns.
 - load_model(name_or_path, labels, revision, attn_implementation=None): the pretrained model with the task's head,
-  or a fine-tuned model directory written by the fine-tune stage.
+  or a fine-tuned model directory written by the fine-tune stage. Tasks with `pools` (one prediction per text) also
+  take pooling= (fine_tune.pooling: auto, cls or mean), what their head reads.
 - collator(tokenizer, model, params, max_length), compute_metrics(labels, params, eval_dataset, tokenizer) -> the
   Trainer's validation metrics function, evaluate(model, tokenizer, test, labels, params) -> EvalResult,
   predict(model, tokenizer, records, info, batch_size) -> one dict per input record (lmtune predict, MLflow serving).
@@ -43,6 +44,7 @@ class TaskSpec:
     # a plain-text input line becomes {"text": line}, so single-input tasks use ("text",)
     alternative_input: str | None = None  # a field that may stand in for input_fields (NER: a "tokens" list)
     generates: bool = False  # sequence-to-sequence: Seq2SeqTrainer, with generation during validation
+    pools: bool = False  # one prediction per text from a pooled representation: fine_tune.pooling applies
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -56,6 +58,7 @@ TASKS: dict[str, TaskSpec] = {
         compute_metrics=classification.compute_metrics,
         evaluate=classification.evaluate,
         predict=classification.predict,
+        pools=True,
         default_metric="f1_macro",
     ),
     "multilabel": TaskSpec(
@@ -68,6 +71,7 @@ TASKS: dict[str, TaskSpec] = {
         compute_metrics=multilabel.compute_metrics,
         evaluate=multilabel.evaluate,
         predict=multilabel.predict,
+        pools=True,
         default_metric="f1_micro",
     ),
     "regression": TaskSpec(
@@ -80,6 +84,7 @@ TASKS: dict[str, TaskSpec] = {
         compute_metrics=regression.compute_metrics,
         evaluate=regression.evaluate,
         predict=regression.predict,
+        pools=True,
         default_metric="mse",
     ),
     "qa": TaskSpec(

@@ -10,11 +10,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 from datasets import Dataset
-from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModelForSequenceClassification, DataCollatorWithPadding, \
+    PreTrainedTokenizerBase
 
 from lmtune import io, metrics, models, plots
-from lmtune.errors import DataError
+from lmtune.errors import DataError, ParamsError
 from lmtune.inference import batched_logits, softmax
+from lmtune.modeling import MeanPoolingConfig, MeanPoolingForSequenceClassification
 from lmtune.tasks.base import EvalResult
 from lmtune.io import DATA_FILE, REJECTED_FILE
 from lmtune.text import StreamedClean, first_row_number, label_codes, mark_rows, \
@@ -212,12 +214,22 @@ def tokenize(ds: Dataset, tokenizer: PreTrainedTokenizerBase, params: Params,
 
 
 def load_model(name_or_path: str, labels: list[str], revision: str, attn_implementation: str | None = None,
-               problem_type: str | None = None) -> Any:
-    """`problem_type` picks the loss (None: inferred from the labels' dtype, i.e. cross-entropy for class ids)."""
-    return AutoModelForSequenceClassification.from_pretrained(
-        models.resolve(name_or_path), revision=revision, num_labels=len(labels), attn_implementation=attn_implementation,
-        id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)},
-        problem_type=problem_type, ignore_mismatched_sizes=True)
+               problem_type: str | None = None, pooling: str = "auto") -> Any:
+    """`problem_type` picks the loss (None: inferred from the labels' dtype, i.e. cross-entropy for class ids).
+    `pooling` (fine_tune.pooling): what the head reads. cls: the first token, transformers' own head; mean: the mean
+    of the token states (lmtune.modeling); auto: mean for a sentence-transformers checkpoint trained on it, else cls.
+    A model fine-tuned with either head loads back with that head."""
+    path = models.resolve(name_or_path)
+    head = dict(num_labels=len(labels), id2label=dict(enumerate(labels)),
+                label2id={name: i for i, name in enumerate(labels)}, problem_type=problem_type)
+    saved_mean = isinstance(AutoConfig.from_pretrained(path, revision=revision), MeanPoolingConfig)
+    if saved_mean and pooling == "cls":
+        raise ParamsError(f"fine_tune.pooling: {name_or_path} was fine-tuned with a mean-pooling head, which a "
+                          f"[CLS] head cannot reuse; set pooling to auto or mean")
+    if not saved_mean and (pooling == "mean" or pooling == "auto" and models.sentence_pooling(path, revision) == "mean"):
+        return MeanPoolingForSequenceClassification.from_encoder(path, revision, attn_implementation, **head)
+    return AutoModelForSequenceClassification.from_pretrained(  # a saved mean-pooling model too: lmtune.modeling
+        path, revision=revision, attn_implementation=attn_implementation, ignore_mismatched_sizes=True, **head)
 
 
 def collator(tokenizer: PreTrainedTokenizerBase, model: Any, params: Params, max_length: int) -> DataCollatorWithPadding:

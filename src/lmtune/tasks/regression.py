@@ -74,9 +74,11 @@ def tokenize(ds: Dataset, tokenizer: PreTrainedTokenizerBase, params: Params,
     return encode_texts(ds, tokenizer, params, lambda batch: [float(v) for v in batch["target"]])
 
 
-def load_model(name_or_path: str, labels: list[str], revision: str, attn_implementation: str | None = None) -> Any:
+def load_model(name_or_path: str, labels: list[str], revision: str, attn_implementation: str | None = None,
+               pooling: str = "auto") -> Any:
     """One output unit (the predicted number) with MSE loss; `labels` is [] for this task."""
-    return classification.load_model(name_or_path, [OUTPUT], revision, attn_implementation, problem_type="regression")
+    return classification.load_model(name_or_path, [OUTPUT], revision, attn_implementation, problem_type="regression",
+                                     pooling=pooling)
 
 
 def compute_metrics(labels: list[str], params: Params, eval_dataset: Dataset, tokenizer: Any) -> Any:
