@@ -34,6 +34,17 @@ class MeanPoolingConfig(PretrainedConfig):
         super().__init__(**kwargs)
 
     @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Any, **kwargs: Any) -> Any:
+        """A saved mean-pooling config, or any encoder's config wrapped as one (peft reads the base model's config
+        through this class when it saves a LoRA adapter)."""
+        config_dict, _ = cls.get_config_dict(pretrained_model_name_or_path, revision=kwargs.get("revision"))
+        if config_dict.get("model_type") == cls.model_type:
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        loaded = AutoConfig.from_pretrained(pretrained_model_name_or_path, **kwargs)
+        config, unused = loaded if isinstance(loaded, tuple) else (loaded, None)  # return_unused_kwargs=True
+        return cls.wrap(config) if unused is None else (cls.wrap(config), unused)
+
+    @classmethod
     def wrap(cls, encoder_config: PretrainedConfig) -> MeanPoolingConfig:
         values = {k: v for k, v in encoder_config.to_dict().items() if k not in _NOT_ENCODER_KEYS}
         config = cls(encoder_model_type=encoder_config.model_type, **values)

@@ -221,7 +221,8 @@ def test_mean_pooling_with_lora_fine_tunes_saves_its_head_and_evaluates_and_pred
     assert 0 <= read(tmp_path / "reports/metrics.json")["accuracy"] <= 1
     (tmp_path / "in.txt").write_text("great phone\n")
     cli.main(["predict", "--model", str(tmp_path / "model"), "--input", str(tmp_path / "in.txt")])
-    assert json.loads(capsys.readouterr().out)["label"] in {"negative", "neutral", "positive"}
+    prediction = json.loads(capsys.readouterr().out.splitlines()[-1])  # after fine_tune's validation lines
+    assert prediction["text"] == "great phone" and prediction["label"] in {"negative", "neutral", "positive"}
 
 
 def test_fine_tune_refuses_a_pooling_choice_for_a_task_that_predicts_per_token(tmp_path, tiny_model):

@@ -108,3 +108,13 @@ print(json.dumps(model(**{{k: torch.tensor(v) for k, v in batch.items()}}).logit
     assert out.returncode == 0, out.stderr[-2000:]
     logits = out.stdout.rsplit("[y/N] ", 1)[-1]  # after transformers' prompt (stdin is closed: the answer is no)
     torch.testing.assert_close(torch.tensor(json.loads(logits)), torch.tensor(expected))
+
+
+def test_mean_pooling_config_wraps_an_encoder_config_and_reads_back_its_own(tiny_model, tmp_path):
+    from lmtune.modeling import MeanPoolingConfig
+
+    wrapped = MeanPoolingConfig.from_pretrained(tiny_model)  # as peft reads the base model's config
+    assert (wrapped.encoder_model_type, wrapped.hidden_size, wrapped.num_hidden_layers) == ("bert", 32, 2)
+    assert type(wrapped.encoder_config()).__name__ == "BertConfig"
+    wrapped.save_pretrained(tmp_path)
+    assert MeanPoolingConfig.from_pretrained(tmp_path).to_dict() == wrapped.to_dict()
