@@ -35,7 +35,8 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, chec
     if ft.pooling != "auto" and not spec.pools:
         raise ParamsError(f"fine_tune.pooling: {ft.pooling} applies to tasks with one prediction per text "
                           f"(classification, multilabel, regression), not {spec.name}; set it to auto")
-    tracking_ok = tracking.connect(params.tracking.required)  # fail fast, before any heavy work
+    # fail fast, before any heavy work; only rank 0 tracks, and the ranks must not all create a new store at once
+    tracking_ok = training.is_main_process() and tracking.connect(params.tracking.required)
     tracking.require_a_commit()
     if ft.num_threads:
         torch.set_num_threads(ft.num_threads)

@@ -72,7 +72,7 @@ class MeanPoolingForSequenceClassification(PreTrainedModel):
             encoder = AutoModel.from_config(config.encoder_config(), attn_implementation=config._attn_implementation)
         self.encoder = encoder
         if getattr(self.encoder, "pooler", None) is not None:
-            self.encoder.pooler = None  # the [CLS] pooler goes unused; under DDP every parameter needs a gradient
+            self.encoder.pooler = None  # the [CLS] pooler would go unused: not saved, not counted as trainable
         dropout = getattr(config, "classifier_dropout", None)
         dropout = getattr(config, "hidden_dropout_prob", 0.1) if dropout is None else dropout
         self.dropout = nn.Dropout(dropout)

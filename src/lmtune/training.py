@@ -73,6 +73,11 @@ def _world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def is_main_process() -> bool:
+    """Rank 0 under torchrun, or a single process (before the Trainer sets up distributed training)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse", "hamming_loss")  # validation metrics where smaller wins
 
 

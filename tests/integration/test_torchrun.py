@@ -44,3 +44,19 @@ def test_two_process_torchrun_trains_with_rank_zero_outputs_and_matches_single_p
     client = MlflowClient()
     runs = client.search_runs([client.get_experiment_by_name("ddp-two").experiment_id])
     assert len(runs) == 1, "only rank 0 logs to MLflow"
+
+
+def test_two_process_torchrun_trains_a_mean_pooling_head(tmp_path, tiny_model):
+    base = {**tiny_overrides(tiny_model), "fine_tune.pooling": "mean"}
+    params = write_params(tmp_path / "data.yaml", base)
+    p = ["--params", str(params)]
+    run_module("stages.clean", str(FIXTURES / "sentiment.csv"), str(tmp_path / "i"), str(tmp_path / "c.json"), *p,
+               check=True)
+    run_module("stages.tokenize", str(tmp_path / "i"), str(tmp_path / "t"), str(tmp_path / "t.json"), *p, check=True)
+    run_module("stages.split", str(tmp_path / "t"), str(tmp_path / "splits"), str(tmp_path / "s.json"), *p,
+               check=True)
+    ddp = fine_tune(tmp_path, "ddp", {**base, "fine_tune.num_processes": 2, "fine_tune.batch_size": 4,
+                                      "tracking.experiment": "ddp-mean"})
+    assert "launching 2 processes with torchrun" in ddp["log"]
+    assert json.loads((ddp["dir"] / "model/config.json").read_text())["model_type"] == "lmtune-mean-pooling"
+    assert 0 <= ddp["test"]["accuracy"] <= 1

@@ -51,7 +51,7 @@ def test_mean_pooling_head_reads_the_mean_of_unpadded_token_states_and_keeps_the
     for name, tensor in pretrained.state_dict().items():
         if not name.startswith("pooler."):
             assert torch.equal(model.encoder.state_dict()[name], tensor), f"encoder weight {name} was not loaded"
-    assert model.encoder.pooler is None, "the unused [CLS] pooler is dropped (DDP needs a gradient everywhere)"
+    assert model.encoder.pooler is None, "the [CLS] pooler, unused here, is dropped"
     with torch.no_grad():
         states = pretrained(**BATCH).last_hidden_state
         expected = torch.stack([states[0, :4].mean(0), states[1].mean(0)]) @ model.classifier.weight.T \
