@@ -16,7 +16,6 @@ from typing import Any
 import torch
 from transformers import EarlyStoppingCallback, ProgressCallback, Seq2SeqTrainer, Seq2SeqTrainingArguments, Trainer, \
     TrainerCallback, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from lmtune.config import FineTuneParams
 from lmtune.errors import LmtuneError
@@ -222,7 +221,22 @@ def prepare_checkpoints(checkpoint_dir: Path, fingerprint: dict[str, Any], resum
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps({"sha256": digest, "inputs": fingerprint}, indent=2, default=str))
-    return get_last_checkpoint(str(checkpoint_dir)) if resume and same else None
+    return last_complete_checkpoint(checkpoint_dir) if resume and same else None
+
+
+def last_complete_checkpoint(checkpoint_dir: Path) -> str | None:
+    """The newest checkpoint with a readable trainer_state.json, which the Trainer writes after the model, optimizer
+    and RNG states. A run killed while saving leaves a checkpoint without it: that one is removed, not resumed."""
+    steps = {path: int(path.name.rsplit("-", 1)[1]) for path in checkpoint_dir.glob("checkpoint-*")
+             if path.is_dir() and path.name.rsplit("-", 1)[1].isdigit()}
+    for path in sorted(steps, key=steps.get, reverse=True):
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+            return str(path)
+        except (OSError, ValueError):
+            logger.warning("removing incomplete checkpoint %s (the run was stopped while saving it)", path)
+            shutil.rmtree(path, ignore_errors=True)
+    return None
 
 
 class ProgressWithLoss(ProgressCallback):

@@ -96,9 +96,21 @@ def test_checkpoints_resume_only_for_identical_inputs(tmp_path):
     ckpt = tmp_path / "ckpt"
     assert training.prepare_checkpoints(ckpt, {"lr": 1}, resume=True) is None
     (ckpt / "checkpoint-5").mkdir()
+    (ckpt / "checkpoint-5/trainer_state.json").write_text("{}")
     assert training.prepare_checkpoints(ckpt, {"lr": 1}, resume=True).endswith("checkpoint-5")
     assert training.prepare_checkpoints(ckpt, {"lr": 2}, resume=True) is None  # inputs changed: start over
     assert not (ckpt / "checkpoint-5").exists()
+
+
+def test_resume_skips_and_removes_a_checkpoint_killed_while_it_was_written(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    training.prepare_checkpoints(ckpt, {"lr": 1}, resume=True)
+    for step, state in ((40, "{}"), (80, "{}"), (120, None), (160, '{"glob')):  # 120: no state yet; 160: cut short
+        (ckpt / f"checkpoint-{step}").mkdir()
+        if state is not None:
+            (ckpt / f"checkpoint-{step}/trainer_state.json").write_text(state)
+    assert training.prepare_checkpoints(ckpt, {"lr": 1}, resume=True).endswith("checkpoint-80")
+    assert sorted(p.name for p in ckpt.glob("checkpoint-*")) == ["checkpoint-40", "checkpoint-80"]
 
 
 def test_learning_curves_split_train_and_validation_rows():
