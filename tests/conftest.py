@@ -95,6 +95,16 @@ def run_module(module: str, *args: str, cwd: Path = ROOT, check: bool = False) -
     return result
 
 
+def prepare_splits(tmp_path: Path, params: Path) -> Path:
+    """clean -> tokenize -> split of the sentiment fixture under tmp_path, as subprocesses; returns the splits."""
+    p = ["--params", str(params)]
+    run_module("stages.clean", str(FIXTURES / "sentiment.csv"), str(tmp_path / "i"), str(tmp_path / "c.json"), *p,
+               check=True)
+    run_module("stages.tokenize", str(tmp_path / "i"), str(tmp_path / "t"), str(tmp_path / "t.json"), *p, check=True)
+    run_module("stages.split", str(tmp_path / "t"), str(tmp_path / "splits"), str(tmp_path / "s.json"), *p, check=True)
+    return tmp_path / "splits"
+
+
 def copy_project(dest: Path) -> Path:
     """Copy what a fresh clone has (pipeline, code, params, demo data) into `dest`."""
     for name in ("dvc.yaml", "params.yaml", ".dvcignore"):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import FIXTURES, run_module, tiny_overrides, write_params
+from tests.conftest import prepare_splits, run_module, tiny_overrides, write_params
 
 
 def fine_tune(tmp_path: Path, name: str, overrides: dict) -> dict:
@@ -25,12 +25,7 @@ def fine_tune(tmp_path: Path, name: str, overrides: dict) -> dict:
 def test_two_process_torchrun_trains_with_rank_zero_outputs_and_matches_single_process(tmp_path, tiny_model):
     base = {**tiny_overrides(tiny_model), "fine_tune.epochs": 4, "fine_tune.learning_rate": 3e-4}
     params = write_params(tmp_path / "data.yaml", base)
-    p = ["--params", str(params)]
-    run_module("stages.clean", str(FIXTURES / "sentiment.csv"), str(tmp_path / "i"), str(tmp_path / "c.json"), *p,
-               check=True)
-    run_module("stages.tokenize", str(tmp_path / "i"), str(tmp_path / "t"), str(tmp_path / "t.json"), *p, check=True)
-    run_module("stages.split", str(tmp_path / "t"), str(tmp_path / "splits"), str(tmp_path / "s.json"), *p,
-               check=True)
+    prepare_splits(tmp_path, params)
     single = fine_tune(tmp_path, "single", {**base, "tracking.experiment": "ddp-single"})
     ddp = fine_tune(tmp_path, "ddp", {**base, "fine_tune.num_processes": 2, "fine_tune.batch_size": 4,
                                       "tracking.experiment": "ddp-two"})  # same effective batch: 2 x 4 = 8
@@ -49,12 +44,7 @@ def test_two_process_torchrun_trains_with_rank_zero_outputs_and_matches_single_p
 def test_two_process_torchrun_trains_a_mean_pooling_head(tmp_path, tiny_model):
     base = {**tiny_overrides(tiny_model), "fine_tune.pooling": "mean"}
     params = write_params(tmp_path / "data.yaml", base)
-    p = ["--params", str(params)]
-    run_module("stages.clean", str(FIXTURES / "sentiment.csv"), str(tmp_path / "i"), str(tmp_path / "c.json"), *p,
-               check=True)
-    run_module("stages.tokenize", str(tmp_path / "i"), str(tmp_path / "t"), str(tmp_path / "t.json"), *p, check=True)
-    run_module("stages.split", str(tmp_path / "t"), str(tmp_path / "splits"), str(tmp_path / "s.json"), *p,
-               check=True)
+    prepare_splits(tmp_path, params)
     ddp = fine_tune(tmp_path, "ddp", {**base, "fine_tune.num_processes": 2, "fine_tune.batch_size": 4,
                                       "tracking.experiment": "ddp-mean"})
     assert "launching 2 processes with torchrun" in ddp["log"]

@@ -13,16 +13,7 @@ from pathlib import Path
 import pytest
 
 from stages import evaluate
-from tests.conftest import FIXTURES, ROOT, run_module, tiny_overrides, write_params
-
-
-def prepare_splits(tmp_path: Path, params: Path) -> Path:
-    p = ["--params", str(params)]
-    run_module("stages.clean", str(FIXTURES / "sentiment.csv"), str(tmp_path / "i"), str(tmp_path / "c.json"), *p,
-               check=True)
-    run_module("stages.tokenize", str(tmp_path / "i"), str(tmp_path / "t"), str(tmp_path / "t.json"), *p, check=True)
-    run_module("stages.split", str(tmp_path / "t"), str(tmp_path / "splits"), str(tmp_path / "s.json"), *p, check=True)
-    return tmp_path / "splits"
+from tests.conftest import ROOT, prepare_splits, tiny_overrides, write_params
 
 
 def fine_tune_cmd(tmp_path: Path, params: Path) -> list[str]:
