@@ -33,8 +33,9 @@ INFERENCE_PARAMS = ("task", "clean", "tokenize", "ner", "multilabel", "qa", "seq
 def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, checkpoint_dir: Path) -> dict:
     spec, ft = TASKS[params.task.name], params.fine_tune
     if ft.pooling != "auto" and not spec.pools:
+        pooled = ", ".join(name for name, task in TASKS.items() if task.pools)
         raise ParamsError(f"fine_tune.pooling: {ft.pooling} applies to tasks with one prediction per text "
-                          f"(classification, multilabel, regression), not {spec.name}; set it to auto")
+                          f"({pooled}), not {spec.name}; set it to auto")
     # fail fast, before any heavy work; only rank 0 tracks, and the ranks must not all create a new store at once
     tracking_ok = training.is_main_process() and tracking.connect(params.tracking.required)
     tracking.require_a_commit()

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from transformers import EarlyStoppingCallback, ProgressCallback, Seq2SeqTrainer, Seq2SeqTrainingArguments, Trainer, \
     TrainerCallback, TrainingArguments
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import sort_checkpoints
 
 from lmtune.config import FineTuneParams
 from lmtune.errors import LmtuneError
@@ -227,11 +229,9 @@ def prepare_checkpoints(checkpoint_dir: Path, fingerprint: dict[str, Any], resum
 def last_complete_checkpoint(checkpoint_dir: Path) -> str | None:
     """The newest checkpoint with a readable trainer_state.json, which the Trainer writes after the model, optimizer
     and RNG states. A run killed while saving leaves a checkpoint without it: that one is removed, not resumed."""
-    steps = {path: int(path.name.rsplit("-", 1)[1]) for path in checkpoint_dir.glob("checkpoint-*")
-             if path.is_dir() and path.name.rsplit("-", 1)[1].isdigit()}
-    for path in sorted(steps, key=steps.get, reverse=True):
+    for path in map(Path, reversed(sort_checkpoints(str(checkpoint_dir)))):  # newest step first
         try:
-            json.loads((path / "trainer_state.json").read_text())
+            json.loads((path / TRAINER_STATE_NAME).read_text())
             return str(path)
         except (OSError, ValueError):
             logger.warning("removing incomplete checkpoint %s (the run was stopped while saving it)", path)
