@@ -19,12 +19,12 @@ import torch
 from datasets import load_from_disk
 from transformers import set_seed
 
-from lmtune import io, models, plots, tracking, training
+from lmtune import families, io, models, plots, tracking, training
 from lmtune.cli import run_stage, setup_logging, stage_parser
 from lmtune.config import Params, flatten, load_params
 from lmtune.errors import Interrupted, ParamsError
 from lmtune.io import INFO_FILE, META_FILE
-from lmtune.tasks import TASKS
+from lmtune.tasks import TASKS, best_metric
 
 logger = logging.getLogger(__name__)
 INFERENCE_PARAMS = ("task", "clean", "tokenize", "ner", "multilabel", "qa", "seq2seq")  # saved with the model
@@ -36,6 +36,7 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, chec
         pooled = ", ".join(name for name, task in TASKS.items() if task.pools)
         raise ParamsError(f"fine_tune.pooling: {ft.pooling} applies to tasks with one prediction per text "
                           f"({pooled}), not {spec.name}; set it to auto")
+    metric = best_metric(spec, ft.metric_for_best_model)  # checked with the params too; here for the name
     # fail fast, before any heavy work; only rank 0 tracks, and the ranks must not all create a new store at once
     tracking_ok = training.is_main_process() and tracking.connect(params.tracking.required)
     tracking.require_a_commit()
@@ -44,11 +45,12 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, chec
     set_seed(ft.seed)  # before the model is built: the new head's initial weights depend on it
     data, meta = load_from_disk(str(data_dir)), io.read_json(data_dir / META_FILE)
     labels = meta["labels"]
-    tokenizer = models.load_tokenizer(params.model.name_or_path, params.model.revision)
+    tokenizer = models.load_tokenizer(params.model.name_or_path, params.model.revision, spec)
     precision = training.resolve_precision(ft.precision)
     model = spec.load_model(params.model.name_or_path, labels, params.model.revision,
                             attn_implementation=training.resolve_attention(ft.attention, precision),
                             **({"pooling": ft.pooling} if spec.pools else {}))
+    families.pad_token_ids(model.config, tokenizer)  # decoder heads find each row's last token by the pad id
     training.freeze(model, ft)
     training.set_dropout(model, ft.dropout)
     model = training.apply_lora(model, ft)
@@ -59,7 +61,6 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, chec
                "base_model": params.model.name_or_path}
     fingerprint = {**{k: dataclasses.asdict(getattr(params, k)) for k in ("task", "model", "fine_tune")},
                    "data_md5": data_md5}
-    metric = spec.default_metric if ft.metric_for_best_model == "auto" else ft.metric_for_best_model
     generation = {"num_beams": params.seq2seq.num_beams, "max_new_tokens": params.seq2seq.max_new_tokens} \
         if spec.generates else None
     args = training.training_arguments(ft, checkpoint_dir, precision, has_validation=len(data["validation"]) > 0,
@@ -76,7 +77,7 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, chec
     trainer = training.build_trainer(
         model, args, data, tokenizer, spec.collator(tokenizer, model, params, meta["max_length"]),
         spec.compute_metrics(labels, params, data["validation"], tokenizer), callbacks=callbacks,
-        patience=ft.early_stopping_patience, group_by_length=ft.group_by_length)
+        patience=ft.early_stopping_patience, group_by_length=ft.group_by_length, logits_outputs=spec.logits_outputs)
     run_ctx = tracking.start_run(params.tracking.experiment, flatten(params), lineage) if tracking_on \
         else contextlib.nullcontext(None)
     with run_ctx as mlflow_run:

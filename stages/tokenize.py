@@ -22,11 +22,12 @@ logger = logging.getLogger(__name__)
 
 
 def run(params: Params, in_dir: Path, out_dir: Path) -> dict:
-    tokenizer = models.load_tokenizer(params.model.name_or_path, params.model.revision)
+    spec = TASKS[params.task.name]
+    tokenizer = models.load_tokenizer(params.model.name_or_path, params.model.revision, spec)  # refuses a bad pair
     meta = io.read_json(in_dir / META_FILE)
     with tempfile.TemporaryDirectory(prefix="lmtune-tokenize-") as work:  # memory-mapped input and map() output
         ds = io.mapped_parquet(in_dir / DATA_FILE, Path(work))
-        tokenized, stats = TASKS[params.task.name].tokenize(ds, tokenizer, params, meta["labels"])
+        tokenized, stats = spec.tokenize(ds, tokenizer, params, meta["labels"])
         with io.atomic_path(out_dir) as tmp:
             io.save_dataset(tokenized, tmp)
             io.write_json(tmp / META_FILE, {**meta, "max_length": params.tokenize.max_length})

@@ -254,6 +254,13 @@ def params_from_dict(raw: Any, source: str = "params.yaml") -> Params:
 
         if built["task"].name not in TASKS:
             problems.append(f"task.name: unknown task {built['task'].name!r}; choose one of {', '.join(TASKS)}")
+        elif built.get("fine_tune") is not None:
+            from lmtune.tasks import best_metric
+
+            try:
+                best_metric(TASKS[built["task"].name], built["fine_tune"].metric_for_best_model)
+            except ParamsError as err:
+                problems.append(str(err))
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
         raise ParamsError(f"{source} has {len(problems)} problem(s); fix them and run again:\n{lines}")

@@ -85,8 +85,8 @@ class MeanPoolingForSequenceClassification(PreTrainedModel):
         """A new head on a pretrained encoder. AutoModel loads the encoder, so each architecture's own checkpoint
         layout is handled; `config_values` (num_labels, id2label, problem_type, ...) go to the config."""
         config = AutoConfig.from_pretrained(name_or_path, revision=revision, **config_values)
-        encoder = AutoModel.from_pretrained(name_or_path, config=config, revision=revision,
-                                            attn_implementation=attn_implementation)
+        encoder = AutoModel.from_pretrained(name_or_path, config=config, revision=revision, dtype=torch.float32,
+                                            attn_implementation=attn_implementation)  # fp32 master weights
         return cls(MeanPoolingConfig.wrap(encoder.config), encoder=encoder)
 
     def _init_weights(self, module: nn.Module) -> None:

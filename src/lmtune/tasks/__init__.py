@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from lmtune.errors import ParamsError
 from lmtune.tasks import classification, multilabel, ner, qa, regression, seq2seq
 from lmtune.tasks.base import PLOT_KINDS, EvalResult  # noqa: F401 - re-exported
 
@@ -40,11 +41,35 @@ class TaskSpec:
     evaluate: Callable[..., Any]
     predict: Callable[..., Any]
     default_metric: str  # validation metric for the kept checkpoint when fine_tune.metric_for_best_model is auto
+    metrics: tuple[str, ...]  # the validation metrics compute_metrics returns (the Trainer adds loss)
     input_fields: tuple[str, ...] = ("text",)  # fields every prediction request needs (lmtune predict, MLflow serving);
     # a plain-text input line becomes {"text": line}, so single-input tasks use ("text",)
     alternative_input: str | None = None  # a field that may stand in for input_fields (NER: a "tokens" list)
     generates: bool = False  # sequence-to-sequence: Seq2SeqTrainer, with generation during validation
     pools: bool = False  # one prediction per text from a pooled representation: fine_tune.pooling applies
+    # what the task needs from a model family (lmtune.families checks it before any heavy work)
+    head: str = "sequence-classification"  # or token-classification, question-answering, generation
+    needs_offsets: bool = False  # maps tokens back to words or characters: a fast tokenizer
+    split_words: bool = False  # feeds pre-split words: byte-level BPE tokenizers need add_prefix_space
+    logits_outputs: int = 1  # leading model outputs that validation metrics read (QA: start and end logits)
+
+
+def AVERAGED(*averages: str) -> tuple[str, ...]:
+    return tuple(f"{m}_{a}" for a in averages for m in ("precision", "recall", "f1"))
+
+
+CLASSIFICATION_METRICS = ("accuracy", *AVERAGED("macro", "micro", "weighted"))
+LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse", "hamming_loss")  # validation metrics where smaller wins
+
+
+def best_metric(spec: TaskSpec, name: str) -> str:
+    """fine_tune.metric_for_best_model as the Trainer's metric name without its prefix: auto is the task's default,
+    and `eval_loss` (the Trainer's own spelling) means loss. An error when the task does not produce it."""
+    metric = spec.default_metric if name == "auto" else name.removeprefix("eval_")
+    if metric not in ("loss", *spec.metrics):
+        raise ParamsError(f"fine_tune.metric_for_best_model: {spec.name} has no validation metric {name!r}; "
+                          f"choose auto, loss or one of {', '.join(spec.metrics)}")
+    return metric
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -60,6 +85,7 @@ TASKS: dict[str, TaskSpec] = {
         predict=classification.predict,
         pools=True,
         default_metric="f1_macro",
+        metrics=CLASSIFICATION_METRICS,
     ),
     "multilabel": TaskSpec(
         name="multilabel",
@@ -73,6 +99,7 @@ TASKS: dict[str, TaskSpec] = {
         predict=multilabel.predict,
         pools=True,
         default_metric="f1_micro",
+        metrics=("subset_accuracy", "hamming_loss", "f1_samples", *AVERAGED("micro", "macro")),
     ),
     "regression": TaskSpec(
         name="regression",
@@ -86,6 +113,7 @@ TASKS: dict[str, TaskSpec] = {
         predict=regression.predict,
         pools=True,
         default_metric="mse",
+        metrics=("mse", "rmse", "mae", "r2", "pearson", "spearman"),
     ),
     "qa": TaskSpec(
         name="qa",
@@ -98,7 +126,11 @@ TASKS: dict[str, TaskSpec] = {
         evaluate=qa.evaluate,
         predict=qa.predict,
         default_metric="f1",
+        metrics=("exact_match", "f1"),
         input_fields=("question", "context"),
+        head="question-answering",
+        needs_offsets=True,
+        logits_outputs=2,
     ),
     **{name: TaskSpec(
         name=name,
@@ -111,8 +143,10 @@ TASKS: dict[str, TaskSpec] = {
         evaluate=seq2seq.evaluate,
         predict=seq2seq.predict,
         default_metric=metric,
+        metrics=("rouge1", "rouge2", "rougeL", "bleu", "chrf"),
         alternative_input="source",  # {"source": ...} records work too
         generates=True,
+        head="generation",
     ) for name, metric in (("summarization", "rougeL"), ("translation", "bleu"))},
     "ner": TaskSpec(
         name="ner",
@@ -125,7 +159,11 @@ TASKS: dict[str, TaskSpec] = {
         evaluate=ner.evaluate,
         predict=ner.predict,
         default_metric="f1",  # entity-level micro F1 (seqeval)
+        metrics=("precision", "recall", "f1", "accuracy"),
         input_fields=("text",),
         alternative_input="tokens",  # pre-split words instead of a text
+        head="token-classification",
+        needs_offsets=True,
+        split_words=True,
     ),
 }

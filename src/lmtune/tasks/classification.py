@@ -13,7 +13,7 @@ from datasets import Dataset
 from transformers import AutoConfig, AutoModelForSequenceClassification, DataCollatorWithPadding, \
     PreTrainedTokenizerBase
 
-from lmtune import io, metrics, models, plots
+from lmtune import families, io, metrics, models, plots
 from lmtune.errors import DataError, ParamsError
 from lmtune.inference import batched_logits, softmax
 from lmtune.modeling import MeanPoolingConfig, MeanPoolingForSequenceClassification
@@ -228,8 +228,9 @@ def load_model(name_or_path: str, labels: list[str], revision: str, attn_impleme
                           f"[CLS] head cannot reuse; set pooling to auto or mean")
     if not saved_mean and (pooling == "mean" or pooling == "auto" and models.sentence_pooling(path, revision) == "mean"):
         return MeanPoolingForSequenceClassification.from_encoder(path, revision, attn_implementation, **head)
-    return AutoModelForSequenceClassification.from_pretrained(  # a saved mean-pooling model too: lmtune.modeling
-        path, revision=revision, attn_implementation=attn_implementation, ignore_mismatched_sizes=True, **head)
+    return families.load_model(  # a saved mean-pooling model too: lmtune.modeling
+        AutoModelForSequenceClassification, path, revision, attn_implementation=attn_implementation,
+        ignore_mismatched_sizes=True, **head)
 
 
 def collator(tokenizer: PreTrainedTokenizerBase, model: Any, params: Params, max_length: int) -> DataCollatorWithPadding:

@@ -15,7 +15,7 @@ from seqeval.metrics.sequence_labeling import get_entities
 from tqdm.auto import tqdm
 from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification, PreTrainedTokenizerBase
 
-from lmtune import io, metrics, models, plots
+from lmtune import families, io, metrics, models, plots
 from lmtune.errors import DataError, LmtuneError
 from lmtune.inference import batched_logits
 from lmtune.tasks.base import EvalResult
@@ -199,8 +199,8 @@ def tokenize(ds: Dataset, tokenizer: PreTrainedTokenizerBase, params: Params,
 
 
 def load_model(name_or_path: str, labels: list[str], revision: str, attn_implementation: str | None = None) -> Any:
-    return AutoModelForTokenClassification.from_pretrained(
-        models.resolve(name_or_path), revision=revision, attn_implementation=attn_implementation,
+    return families.load_model(
+        AutoModelForTokenClassification, models.resolve(name_or_path), revision, attn_implementation=attn_implementation,
         num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={tag: i for i, tag in enumerate(labels)},
         ignore_mismatched_sizes=True)
 

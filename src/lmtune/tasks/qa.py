@@ -16,7 +16,7 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForQuestionAnswering, PreTrainedTokenizerBase
 
-from lmtune import io, models
+from lmtune import families, io, models
 from lmtune.errors import DataError, LmtuneError
 from lmtune.inference import batched_logits
 from lmtune.tasks.base import EvalResult
@@ -221,8 +221,8 @@ def tokenize(ds: Dataset, tokenizer: PreTrainedTokenizerBase, params: Params,
 # ---- model, validation metrics ------------------------------------------------------------------------------------
 
 def load_model(name_or_path: str, labels: list[str], revision: str, attn_implementation: str | None = None) -> Any:
-    return AutoModelForQuestionAnswering.from_pretrained(models.resolve(name_or_path), revision=revision,
-                                                         attn_implementation=attn_implementation)
+    return families.load_model(AutoModelForQuestionAnswering, models.resolve(name_or_path), revision,
+                               attn_implementation=attn_implementation)
 
 
 def squad_normalize(text: str) -> str:

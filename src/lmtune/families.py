@@ -1,0 +1,154 @@
+"""Model families: what differs between encoder, decoder-only and encoder-decoder checkpoints, in one place.
+
+A task says what it needs from a model (its TaskSpec's `head`, `needs_offsets`, `split_words`); a checkpoint's family,
+read from its config and tokenizer, says what it has. `check` compares the two before any heavy work and refuses an
+impossible pair in one line; `load_tokenizer` and `load_model` apply each family's rules, so the tasks never branch
+on model families:
+
+- kind: encoder (BERT, RoBERTa, DeBERTa, ...: a masked-LM architecture), decoder (GPT-2, Llama, Qwen2, Mistral, Gemma,
+  ...: a causal LM with no masked-LM form) or encoder-decoder (T5, mT5, BART, Marian: `config.is_encoder_decoder`).
+  Read from transformers' own Auto mappings, so a family transformers adds later is classified without a list here.
+- heads: a task's head exists for a family when transformers maps the family's model type to it.
+- pad token: decoder-only checkpoints often ship none (GPT-2, Llama); the fallback is the eos token (what their
+  model cards and TRL use), set on the tokenizer and on `config.pad_token_id`, and saved with both, so evaluate,
+  `lmtune predict` and MLflow serving pad the same way. Padding stays on the right for training and scoring (positions
+  start at 0 in every row; the sequence-classification heads of decoders read the last non-pad token either way);
+  generation pads on the left (lmtune.tasks.causal).
+- pre-split words (NER): byte-level BPE tokenizers (RoBERTa, GPT-2, BART, Qwen2) encode a word differently at the
+  start of a text than after a space; `add_prefix_space` makes a pre-split word get the ids it has inside a sentence.
+- slow tokenizers (Marian ships only a SentencePiece one): no character offsets, so tasks that map tokens back to
+  words or characters (NER, QA) refuse them.
+- weights load in fp32 whatever dtype the checkpoint was saved in: the optimizer's master weights must be fp32, and
+  mixed precision is autocast on top (fine_tune.precision). A bf16 master copy loses most small updates to rounding.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+from transformers import AutoConfig, PretrainedConfig, PreTrainedTokenizerBase
+from transformers.models.auto import modeling_auto
+
+from lmtune.errors import ParamsError
+
+if TYPE_CHECKING:
+    from lmtune.tasks import TaskSpec
+
+Kind = Literal["encoder", "decoder", "encoder-decoder"]
+Head = Literal["sequence-classification", "token-classification", "question-answering", "generation"]
+
+HEADS: dict[str, dict[str, str]] = {  # task head -> {model_type: class name}, transformers' own tables
+    "sequence-classification": modeling_auto.MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
+    "token-classification": modeling_auto.MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES,
+    "question-answering": modeling_auto.MODEL_FOR_QUESTION_ANSWERING_MAPPING_NAMES,
+}
+CAUSAL_LM = modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+MASKED_LM = modeling_auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES
+SEQ2SEQ_LM = modeling_auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
+WORKS_INSTEAD = {  # what a refused user can pick, by head
+    "sequence-classification": "an encoder (BERT, RoBERTa, DeBERTa-v2, ...), a decoder-only LLM (GPT-2, Llama, Qwen2) "
+                               "or T5/BART",
+    "token-classification": "an encoder with a fast tokenizer (BERT, RoBERTa, XLM-RoBERTa, DeBERTa-v2, ...)",
+    "question-answering": "an encoder whose inputs start with [CLS] or <s> (BERT, RoBERTa, XLM-RoBERTa, DeBERTa-v2, "
+                          "ELECTRA, ...) or BART",
+    "generation": "an encoder-decoder (T5, mT5, BART, Marian), a decoder-only LLM (GPT-2, Llama, Qwen2), or an encoder "
+                  "that can be warm-started as a decoder",
+}
+
+
+def kind_of(config: PretrainedConfig) -> Kind:
+    if getattr(config, "is_encoder_decoder", False):
+        return "encoder-decoder"
+    if config.model_type in CAUSAL_LM and config.model_type not in MASKED_LM:
+        return "decoder"
+    return "encoder"
+
+
+def warm_startable() -> list[str]:
+    """Encoder model types that transformers can also build as a decoder with cross-attention (bert2bert)."""
+    return sorted(t for t in MASKED_LM if t in CAUSAL_LM and t not in SEQ2SEQ_LM)
+
+
+@dataclass(frozen=True)
+class Family:
+    model_type: str
+    kind: Kind
+    fast_tokenizer: bool  # character offsets and word ids (NER, QA need them)
+    byte_level: bool  # byte-level BPE: a pre-split word needs add_prefix_space
+    leading_special: bool  # every input starts with a special token ([CLS], <s>): a "no answer" position for QA
+
+    def refusal(self, spec: TaskSpec) -> str | None:
+        """Why this family cannot do `spec`'s task, or None when it can."""
+        what = f"{self.model_type} ({self.kind})"
+        if spec.head == "generation":
+            if self.kind == "encoder" and self.model_type not in CAUSAL_LM:
+                return (f"{what} cannot be warm-started as a decoder for {spec.name}: transformers has no causal-LM "
+                        f"form of it; encoders that can: {', '.join(warm_startable())}")
+            return None
+        if self.model_type not in HEADS[spec.head]:
+            return f"{what} has no {spec.head} head in transformers, which {spec.name} needs"
+        if spec.needs_offsets and not self.fast_tokenizer:
+            return (f"{what} ships only a slow tokenizer, without the character offsets {spec.name} needs to map "
+                    f"tokens back to words")
+        if spec.head == "question-answering" and self.kind == "decoder":
+            return (f"{what} reads left to right, so no position sees the whole question and context to stand for "
+                    f"'no answer in this window' (the [CLS] target of extractive QA)")
+        if spec.head == "question-answering" and not self.leading_special:
+            return (f"{what} starts its inputs with a question token, not a [CLS]/<s> token, so extractive QA has "
+                    f"no position for 'no answer in this window'")
+        return None
+
+
+def family(config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase) -> Family:
+    return Family(model_type=config.model_type, kind=kind_of(config), fast_tokenizer=tokenizer.is_fast,
+                  byte_level=is_byte_level(tokenizer),
+                  leading_special=bool(tokenizer("a")["input_ids"][:1]) and
+                  tokenizer("a")["input_ids"][0] in tokenizer.all_special_ids)
+
+
+def is_byte_level(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """True for byte-level BPE (GPT-2, RoBERTa, BART, Qwen2): its pre-tokenizer, alone or in a sequence, is ByteLevel."""
+    if not tokenizer.is_fast:
+        return False
+    pre = tokenizer.backend_tokenizer.pre_tokenizer
+    return pre is not None and "ByteLevel" in repr(pre)
+
+
+def check(spec: TaskSpec, name_or_path: str, config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase) -> Family:
+    """The checkpoint's family; a ParamsError (one line, exit 2) when it cannot do the task."""
+    fam = family(config, tokenizer)
+    reason = fam.refusal(spec)
+    if reason:
+        raise ParamsError(f"model.name_or_path: {name_or_path!r} cannot be used for task {spec.name}: {reason}. "
+                          f"Use {WORKS_INSTEAD[spec.head]}, or another task")
+    return fam
+
+
+def set_padding(tokenizer: PreTrainedTokenizerBase, name_or_path: str) -> None:
+    """A tokenizer without a pad token pads with its eos token (decoder-only LLMs); padding on the right."""
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ParamsError(f"model.name_or_path: {name_or_path!r}: the tokenizer has neither a pad nor an eos token "
+                              f"to pad batches with; add a pad token to the checkpoint's tokenizer")
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+
+
+def load_model(auto_class: Any, path: str, revision: str, tokenizer: PreTrainedTokenizerBase | None = None,
+               **kwargs: Any) -> Any:
+    """`auto_class.from_pretrained` with fp32 weights (any saved dtype) and, when `tokenizer` is given, the
+    tokenizer's pad id in the config (decoder heads find each row's last token by it)."""
+    model = auto_class.from_pretrained(path, revision=revision, dtype=torch.float32, **kwargs)
+    if tokenizer is not None:
+        pad_token_ids(model.config, tokenizer)
+    return model
+
+
+def pad_token_ids(config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase) -> None:
+    if getattr(config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
+        config.pad_token_id = tokenizer.pad_token_id
+
+
+def load_config(path: str, revision: str) -> PretrainedConfig:
+    return AutoConfig.from_pretrained(path, revision=revision)
