@@ -113,3 +113,18 @@ def copy_project(dest: Path) -> Path:
     for name in ("stages", "src", "data/demo"):
         shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_family(tmp_path_factory: pytest.TempPathFactory):
+    """A function: family name (tests/families.py FAMILIES) -> its tiny checkpoint, built once per test session."""
+    from tests.families import build_family
+
+    built: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in built:
+            built[name] = build_family(name, tmp_path_factory.mktemp(f"tiny-{name}"))
+        return built[name]
+
+    return get
