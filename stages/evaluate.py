@@ -1,5 +1,6 @@
 """Evaluate the fine-tuned model on the test split (fp32) with the task's metrics, reports, predictions and plots,
-plus a train/test leakage check; metrics and plots are added to the fine-tune's MLflow run.
+plus a leakage check (test texts also in train or validation); metrics and plots are added to the fine-tune's
+MLflow run.
 
 dvc.yaml: python -m stages.evaluate data/processed/splits models/model reports
 In: the split DatasetDict and the model directory. Out: reports/metrics.json (DVC metrics); reports/eval/ (task
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from datasets import load_from_disk
+from datasets import DatasetDict, load_from_disk
 from transformers import AutoTokenizer
 
 from lmtune import io, tracking
@@ -25,31 +26,43 @@ from lmtune.text import normalize_text
 logger = logging.getLogger(__name__)
 
 
-def leaked_texts(train: list[str], test: list[str]) -> list[str]:
-    """Test texts whose case-folded normalised form also appears in train."""
+def leaked_texts(seen: list[str], test: list[str]) -> list[str]:
+    """Distinct test texts whose case-folded normalised form also appears in `seen`, in test order. Distinct, so
+    a long QA question counts once, not once per window (its windows share the question-and-context text)."""
     def key(t: str) -> str:
         return normalize_text(t, lowercase=True)
 
-    seen = {key(t) for t in train}
-    return [t for t in test if key(t) in seen]
+    seen_keys = {key(t) for t in seen}
+    return list(dict.fromkeys(t for t in test if key(t) in seen_keys))
+
+
+def leakage(data: DatasetDict) -> dict[str, list[str]]:
+    """Test texts also found in train, and in validation (which picks the checkpoint, so a leak there inflates the
+    test score too): {"train": [...], "validation": [...]}."""
+    test = data["test"]["text"]
+    return {name: leaked_texts(data[name]["text"], test) for name in ("train", "validation")}
 
 
 def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path) -> dict:
     run_file = model_dir / tracking.RUN_FILE
     tracking_on = run_file.is_file() and tracking.connect(params.tracking.required)  # fail fast, before any work
     data = load_from_disk(str(data_dir))
-    leaks = leaked_texts(data["train"]["text"], data["test"]["text"])
+    found = leakage(data)
+    leaks = list(dict.fromkeys(found["train"] + found["validation"]))
+    where = f"train or validation ({len(found['train'])} in train, {len(found['validation'])} in validation)"
     if leaks and params.evaluate.fail_on_leakage:
-        raise DataError(f"{data_dir}: {len(leaks)} test text(s) also appear in train, e.g. {leaks[0]!r}; remove the "
-                        f"duplicates from the input or set evaluate.fail_on_leakage: false")
+        raise DataError(f"{data_dir}: {len(leaks)} test text(s) also appear in {where}, e.g. {leaks[0]!r}; remove "
+                        f"the duplicates from the input or set evaluate.fail_on_leakage: false")
     if leaks:
-        logger.warning("%d test text(s) also appear in train (leakage), e.g. %r", len(leaks), leaks[0])
+        logger.warning("%d test text(s) also appear in %s (leakage), e.g. %r", len(leaks), where, leaks[0])
     spec, info = TASKS[params.task.name], io.read_json(model_dir / INFO_FILE)
     model = spec.load_model(str(model_dir), info["labels"], "main")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     result = spec.evaluate(model, tokenizer, data["test"], info["labels"], params)
     metrics = {k: round(v, 6) for k, v in result.metrics.items()}
-    metrics |= {"test_examples": len(set(data["test"]["example_id"])), "leaked_test_texts": len(leaks)}
+    metrics |= {"test_examples": len(set(data["test"]["example_id"])), "leaked_test_texts": len(leaks),
+                "leaked_test_texts_in_train": len(found["train"]),
+                "leaked_test_texts_in_validation": len(found["validation"])}
     eval_dir, plots_dir = reports_dir / "eval", reports_dir / "plots"
     with io.atomic_path(eval_dir) as tmp:  # replaced whole, so no file of an earlier task or run lingers
         tmp.mkdir()

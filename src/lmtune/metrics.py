@@ -1,25 +1,53 @@
 """Metric functions (scikit-learn) returning JSON-safe dicts."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, precision_recall_fscore_support
 
 
+ABSENT_LABELS = "absent_labels"  # per_class_report key listing the labels the test split cannot score
+
+
+def present_labels(y_true: np.ndarray, y_pred: np.ndarray, n_labels: int) -> list[int]:
+    """Ids (of 0..n_labels-1) of the labels that occur in the truth or the predictions: label ids per row, or the
+    columns of indicator matrices (texts x labels). Averages run over these only, as scikit-learn's default does:
+    a label with no true and no predicted example has no precision or recall to measure, and counting it as 0
+    would pull macro scores down for a class the split does not contain (2 perfect labels of 3 gave 0.667)."""
+    if y_true.ndim == 2:
+        counts = y_true.sum(axis=0) + y_pred.sum(axis=0)
+    else:
+        counts = np.bincount(y_true, minlength=n_labels) + np.bincount(y_pred, minlength=n_labels)
+    return np.flatnonzero(counts).tolist()
+
+
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_labels: int) -> dict[str, float]:
-    """Accuracy and precision/recall/F1 averaged macro, micro and weighted over all `n_labels` classes."""
+    """Accuracy and precision/recall/F1 averaged macro, micro and weighted over the `n_labels` classes present in
+    the truth or predictions (present_labels). Validation (compute_metrics) and test both use this function."""
     out = {"accuracy": float(accuracy_score(y_true, y_pred))}
+    present = present_labels(y_true, y_pred, n_labels)
     for average in ("macro", "micro", "weighted"):
-        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=list(range(n_labels)),
-                                                     average=average, zero_division=0)
+        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=present, average=average, zero_division=0)
         out |= {f"precision_{average}": float(p), f"recall_{average}": float(r), f"f1_{average}": float(f)}
     return out
 
 
-def per_class_report(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> dict[str, dict[str, float]]:
-    """Per-class precision, recall, F1 and support, keyed by label name."""
-    report = classification_report(y_true, y_pred, labels=list(range(len(labels))), target_names=labels,
+def per_class_report(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> dict[str, Any]:
+    """Precision, recall, F1 and support keyed by label name, for the labels present in the truth or predictions;
+    the others are listed by name under ABSENT_LABELS (only when there are some) instead of scored 0, which would
+    read as a model failure. Label ids per row, or indicator matrices (texts x labels) for multi-label."""
+    present = present_labels(y_true, y_pred, len(labels))
+    report = classification_report(y_true, y_pred, labels=present, target_names=[labels[i] for i in present],
                                    output_dict=True, zero_division=0)
-    return {name: {k: float(v) for k, v in report[name].items()} for name in labels}
+    out: dict[str, Any] = {labels[i]: {k: float(v) for k, v in report[labels[i]].items()} for i in present}
+    absent = [labels[i] for i in sorted(set(range(len(labels))) - set(present))]
+    return out | ({ABSENT_LABELS: absent} if absent else {})
+
+
+def label_rows(report: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The scored label rows of a per_class_report, without its list of absent labels (for plots: no zero bars)."""
+    return {name: row for name, row in report.items() if name != ABSENT_LABELS}
 
 
 def precision_recall_points(y_true: np.ndarray, probs: np.ndarray, max_points: int = 200) -> list[dict[str, float]]:
@@ -44,16 +72,19 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_labels: int) -> np.ndarr
 
 def multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     """Multi-label scores from 0/1 indicator matrices (texts x labels): precision/recall/F1 micro (over every
-    label decision) and macro (mean over labels); samples F1 (mean over texts; a text with no true and no
-    predicted label counts as 1, since the empty prediction is right); subset accuracy (the whole label set
-    right) and hamming loss (fraction of wrong label decisions, lower is better)."""
+    label decision) and macro (mean over the labels with a true or predicted positive, present_labels); samples F1
+    (mean over texts; a text with no true and no predicted label counts as 1, since the empty prediction is right);
+    subset accuracy (the whole label set right) and hamming loss (fraction of wrong label decisions, lower is
+    better). Validation (compute_metrics) and test both use this function."""
     from sklearn.metrics import f1_score, hamming_loss
 
     out = {"subset_accuracy": float(accuracy_score(y_true, y_pred)),
            "hamming_loss": float(hamming_loss(y_true, y_pred)),
            "f1_samples": float(f1_score(y_true, y_pred, average="samples", zero_division=1.0))}
+    # None when no label has a positive at all: every label then scores 0, where an empty mean would be NaN
+    present = present_labels(y_true, y_pred, y_true.shape[1]) or None
     for average in ("micro", "macro"):
-        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, average=average, zero_division=0)
+        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=present, average=average, zero_division=0)
         out |= {f"precision_{average}": float(p), f"recall_{average}": float(r), f"f1_{average}": float(f)}
     return out
 

@@ -158,6 +158,39 @@ def test_tokenize_aligns_tags_to_subwords(hyphen_sentence, tmp_path, tiny_model,
     assert stats == {"truncated_sentences": 0, "unseen_words": 0}
 
 
+IOBES = ["O", "B-PER", "I-PER", "E-PER", "S-PER"]  # ids 0..4
+
+
+@pytest.mark.parametrize("labels,tags,expected", [
+    # positions: [CLS] jean - luc picard smiled [SEP]; the word Jean-Luc is three sub-words
+    (IOBES, ["S-PER", "O", "O"], [-100, 1, 2, 3, 0, 0, -100]),  # S-X -> B-X I-X E-X
+    (IOBES, ["B-PER", "E-PER", "O"], [-100, 1, 2, 2, 3, 0, -100]),  # B-X -> B-X I-X I-X; one-sub-word E-X stays
+    (IOBES, ["E-PER", "S-PER", "O"], [-100, 2, 2, 3, 4, 0, -100]),  # E-X -> I-X I-X E-X; one-sub-word S-X stays
+    (IOBES, ["I-PER", "E-PER", "O"], [-100, 2, 2, 2, 3, 0, -100]),  # I-X -> I-X I-X I-X
+    (["O", "B-PER", "I-PER", "S-PER"], ["S-PER", "O", "O"], [-100, 3, -100, -100, 0, 0, -100]),  # no E-PER label
+])
+def test_label_all_tokens_gives_the_subwords_of_a_word_one_valid_span(hyphen_sentence, tmp_path, tiny_model, labels,
+                                                                      tags, expected):
+    _, tokenizer, _ = hyphen_sentence
+    ds = Dataset.from_dict({"tokens": [["Jean-Luc", "Picard", "smiled"]], "tag_ids": [[labels.index(t) for t in tags]],
+                            "doc": [0], "text": ["Jean-Luc Picard smiled"]})
+    params = load_params(ner_params(tmp_path / "p.yaml", tiny_model, **{"ner.label_all_tokens": True}))
+    out, _ = ner.tokenize(ds, tokenizer, params, labels)
+    assert tokenizer.convert_ids_to_tokens(out[0]["input_ids"])[1:4] == ["jean", "-", "luc"]
+    assert out[0]["labels"] == expected
+    # predicting exactly the trained sub-word tags reads back the word's own tag
+    trained = np.where(np.asarray(expected) < 0, 0, expected)
+    reader = ner.word_tag_reader(labels, label_all_tokens=True)
+    assert ner.word_predictions(trained, out[0]["word_ids"], 3, reader) == ds[0]["tag_ids"]
+
+
+def test_word_tags_are_read_from_the_first_subword_only_without_label_all_tokens():
+    word_ids = [-1, 0, 0, 0, 1, -1]
+    predicted = np.array([0, 1, 2, 3, 0, 0])  # B-PER I-PER E-PER over one word spells S-PER
+    assert ner.word_predictions(predicted, word_ids, 2, ner.word_tag_reader(IOBES, label_all_tokens=True)) == [4, 0]
+    assert ner.word_predictions(predicted, word_ids, 2, ner.word_tag_reader(IOBES, label_all_tokens=False)) == [1, 0]
+
+
 def test_tokenize_counts_words_cut_by_max_length_and_they_are_predicted_o(hyphen_sentence, tmp_path, tiny_model):
     ds, tokenizer, labels = hyphen_sentence
     params = load_params(ner_params(tmp_path / "p.yaml", tiny_model, **{"tokenize.max_length": 8}))

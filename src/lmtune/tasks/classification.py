@@ -265,6 +265,7 @@ def evaluate(model: Any, tokenizer: PreTrainedTokenizerBase, test: Dataset, labe
     predictions = [{"text": text, "label": labels[t], "predicted": labels[p], "score": round(float(pr[p]), 6)}
                    for text, t, p, pr in zip(test["text"], y_true, y_pred, probs)]
     per_class = metrics.per_class_report(y_true, y_pred, labels)
+    scored = metrics.label_rows(per_class)  # labels absent from test are listed in per_class, not drawn as 0
     matrix = metrics.confusion(y_true, y_pred, len(labels))
     pr_curve = metrics.precision_recall_points(y_true, probs)
     pr_title = f"Precision-recall ({labels[1]!r} vs rest)" if len(labels) == 2 else \
@@ -273,10 +274,10 @@ def evaluate(model: Any, tokenizer: PreTrainedTokenizerBase, test: Dataset, labe
         metrics=metrics.classification_metrics(y_true, y_pred, len(labels)), predictions=predictions,
         reports={"per_class": per_class},
         plots={"confusion": [{"actual": p["label"], "predicted": p["predicted"]} for p in predictions],
-               "f1_by_label": [{"label": name, "f1": round(v["f1-score"], 6)} for name, v in per_class.items()],
+               "f1_by_label": [{"label": name, "f1": round(v["f1-score"], 6)} for name, v in scored.items()],
                "precision_recall": pr_curve},
         figures={"confusion_matrix.png": lambda path: plots.confusion_matrix(matrix, labels, path),
-                 "per_class_f1.png": lambda path: plots.per_class_f1(per_class, path),
+                 "per_class_f1.png": lambda path: plots.per_class_f1(scored, path),
                  "precision_recall.png": lambda path: plots.precision_recall(pr_curve, pr_title, path)})
 
 

@@ -125,13 +125,14 @@ def evaluate(model: Any, tokenizer: PreTrainedTokenizerBase, test: Dataset, labe
     predictions = [{"text": text, "labels": names[t == 1].tolist(), "predicted": names[p == 1].tolist(),
                     "scores": label_scores(labels, pr)} for text, t, p, pr in zip(test["text"], y_true, y_pred, probs)]
     per_label = metrics.per_class_report(y_true, y_pred, labels)  # sklearn reads indicator matrices per column
+    scored = metrics.label_rows(per_label)  # labels with no true or predicted positive: listed, not drawn as 0
     # Every (text, label) pair is one binary decision: the micro-averaged curve is the two-class curve over them.
     pr_curve = metrics.precision_recall_points(y_true.ravel(), np.stack([1 - probs.ravel(), probs.ravel()], axis=1))
     return EvalResult(
         metrics=metrics.multilabel_metrics(y_true, y_pred), predictions=predictions, reports={"per_label": per_label},
-        plots={"f1_by_label": [{"label": name, "f1": round(v["f1-score"], 6)} for name, v in per_label.items()],
+        plots={"f1_by_label": [{"label": name, "f1": round(v["f1-score"], 6)} for name, v in scored.items()],
                "precision_recall": pr_curve},
-        figures={"per_label_f1.png": lambda path: plots.per_class_f1(per_label, path),
+        figures={"per_label_f1.png": lambda path: plots.per_class_f1(scored, path),
                  "precision_recall.png": lambda path: plots.precision_recall(
                      pr_curve, "Precision-recall (micro-average over label decisions)", path)})
 

@@ -146,27 +146,50 @@ def clean(path: Path, params: Params) -> CleanResult:
         "tag_counts": {tag: tag_counts[tag] for tag in labels}, "entity_counts": dict(sorted(entity_counts.items()))})
 
 
-def align_labels(word_ids: list[int], tag_ids: list[int], label_all_tokens: bool,
-                 continuation: dict[int, int]) -> list[int]:
-    """One label per model position: the word's tag on its first sub-word; later sub-words get IGNORED, or with
-    label_all_tokens the tag again (B-X as I-X, via `continuation`, so a word does not start two entities).
+def align_labels(word_ids: list[int], tag_ids: list[int], spans: dict[int, tuple[int, int, int]] | None) -> list[int]:
+    """One label per model position: a word's tag on its first sub-word; later sub-words get IGNORED, or, with
+    `spans` (label_all_tokens), the middle and last tag of the word's span (subword_spans), so the sub-words of one
+    word form one valid span. A word whose tag has no entry in `spans` keeps IGNORED on its later sub-words.
     `word_ids` has -1 for special tokens."""
-    labels, previous = [], -1
-    for word in word_ids:
-        if word < 0:
-            labels.append(IGNORED)
-        elif word != previous:
-            labels.append(tag_ids[word])
+    labels = []
+    for position, word in enumerate(word_ids):
+        first = position == 0 or word_ids[position - 1] != word
+        last = position + 1 == len(word_ids) or word_ids[position + 1] != word
+        tag = tag_ids[word] if word >= 0 else IGNORED
+        if word < 0 or first and last:
+            labels.append(tag)
+        elif spans is None or tag not in spans:
+            labels.append(tag if first else IGNORED)
         else:
-            labels.append(continuation.get(tag_ids[word], tag_ids[word]) if label_all_tokens else IGNORED)
-        previous = word
+            labels.append(spans[tag][0 if first else 2 if last else 1])
     return labels
 
 
-def continuation_ids(labels: list[str]) -> dict[int, int]:
-    """B-X id -> I-X id, for every type that has both tags."""
+SPAN_SHAPES = {"B": "BII", "I": "III", "E": "IIE", "S": "BIE"}  # word tag prefix -> (first, middle, last) sub-word
+
+
+def subword_spans(labels: list[str]) -> dict[int, tuple[int, int, int]]:
+    """Tag id -> (first, middle, last) sub-word tag ids for a word of several sub-words under label_all_tokens:
+    B-X -> B-X I-X .. I-X, I-X -> I-X .. I-X, E-X -> I-X .. E-X, S-X -> B-X I-X .. E-X, O -> O (IOB1, IOB2 and
+    IOBES/BMES alike; a one-sub-word word keeps its tag). Repeating the word's tag instead would teach S-X S-X S-X,
+    three entities. `labels` is the training data's tag set: a tag whose span needs a tag missing from it (S-X
+    without I-X, say) is left out, and its word's later sub-words are ignored rather than given a made-up tag."""
     ids = {tag: i for i, tag in enumerate(labels)}
-    return {i: ids["I-" + tag[2:]] for tag, i in ids.items() if tag.startswith("B-") and "I-" + tag[2:] in ids}
+    spans = {}
+    for tag, i in ids.items():
+        shape = [tag] * 3 if tag == "O" else [f"{prefix}-{tag[2:]}" for prefix in SPAN_SHAPES[tag[0]]]
+        if all(name in ids for name in shape):
+            spans[i] = (ids[shape[0]], ids[shape[1]], ids[shape[2]])
+    return spans
+
+
+def word_tag_reader(labels: list[str], label_all_tokens: bool) -> dict[tuple[int, int], int]:
+    """(first, last) sub-word tag ids -> the word's tag id, the inverse of subword_spans, so a word is read back
+    from the span its sub-words were trained on (B-X .. E-X is S-X, I-X .. E-X is E-X). Empty without
+    label_all_tokens: later sub-words were never trained then, so only the first sub-word counts."""
+    if not label_all_tokens:
+        return {}
+    return {(first, last): tag for tag, (first, _, last) in subword_spans(labels).items()}
 
 
 def encode_words(tokenizer: PreTrainedTokenizerBase, words: list[list[str]], max_length: int) -> tuple[Any, list]:
@@ -180,13 +203,12 @@ def tokenize(ds: Dataset, tokenizer: PreTrainedTokenizerBase, params: Params,
              labels: list[str]) -> tuple[Dataset, dict[str, int]]:
     """One row per sentence; example_id is the document, so the split stage keeps a document's sentences together.
     Keeps tokens, tag_ids and word_ids for word-level evaluation."""
-    continuation = continuation_ids(labels)
+    spans = subword_spans(labels) if params.ner.label_all_tokens else None
 
     def encode(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         enc, word_ids = encode_words(tokenizer, batch["tokens"], params.tokenize.max_length)
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "word_ids": word_ids,
-                "labels": [align_labels(w, t, params.ner.label_all_tokens, continuation)
-                           for w, t in zip(word_ids, batch["tag_ids"])],
+                "labels": [align_labels(w, t, spans) for w, t in zip(word_ids, batch["tag_ids"])],
                 "length": [len(ids) for ids in enc["input_ids"]],
                 "unseen_words": [len(t) - len({w for w in ws if w >= 0}) for t, ws in zip(batch["tokens"], word_ids)]}
 
@@ -213,15 +235,19 @@ def collator(tokenizer: PreTrainedTokenizerBase, model: Any, params: Params,
     return DataCollatorForTokenClassification(tokenizer, padding="max_length", max_length=max_length)
 
 
-def word_predictions(position_ids: np.ndarray, word_ids: list[int], n_words: int) -> list[int]:
-    """The prediction of each word's first sub-word; words without a position (truncated) get tag id 0, which is
-    O whenever the data has an O tag (sorted_tags puts it first)."""
-    out, seen = [0] * n_words, set()
+def word_predictions(position_ids: np.ndarray, word_ids: list[int], n_words: int,
+                     reader: dict[tuple[int, int], int] | None = None) -> list[int]:
+    """The tag id of each word: its first sub-word's prediction, or, with a word_tag_reader (label_all_tokens),
+    the tag its (first, last) sub-word predictions spell, falling back to the first. Words without a position
+    (truncated) get tag id 0, which is O whenever the data has an O tag (sorted_tags puts it first)."""
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
     for position, word in enumerate(word_ids):
-        if word >= 0 and word not in seen:
-            out[word] = int(position_ids[position])
-            seen.add(word)
-    return out
+        if word >= 0:
+            first.setdefault(word, int(position_ids[position]))
+            last[word] = int(position_ids[position])
+    reader = reader or {}
+    return [reader.get((first[w], last[w]), first[w]) if w in first else 0 for w in range(n_words)]
 
 
 def seqeval_scores(gold: list[list[str]], predicted: list[list[str]]) -> tuple[dict[str, float], dict[str, dict]]:
@@ -241,12 +267,13 @@ def tag_sequences(labels: list[str], rows: list[list[int]]) -> list[list[str]]:
 
 
 def compute_metrics(labels: list[str], params: Params, eval_dataset: Dataset, tokenizer: Any) -> Any:
-    """Validation metrics per word (first sub-word), like the test evaluation; eval order is the dataset's."""
+    """Validation metrics per word (word_predictions), like the test evaluation; eval order is the dataset's."""
     word_ids, gold = eval_dataset["word_ids"], tag_sequences(labels, eval_dataset["tag_ids"])
+    reader = word_tag_reader(labels, params.ner.label_all_tokens)
 
     def fn(pred: Any) -> dict[str, float]:
         ids = np.argmax(pred.predictions, axis=-1)  # (sentences, padded positions)
-        predicted = [word_predictions(row, w, len(g)) for row, w, g in zip(ids, word_ids, gold)]
+        predicted = [word_predictions(row, w, len(g), reader) for row, w, g in zip(ids, word_ids, gold)]
         return seqeval_scores(gold, tag_sequences(labels, predicted))[0]
 
     return fn
@@ -269,8 +296,9 @@ def position_logits(model: Any, tokenizer: Any, features: list[dict[str, list[in
 def evaluate(model: Any, tokenizer: PreTrainedTokenizerBase, test: Dataset, labels: list[str],
              params: Params) -> EvalResult:
     logits = position_logits(model, tokenizer, model_features(test), params.evaluate.batch_size, progress=True)
-    gold_ids = test["tag_ids"]
-    pred_ids = [word_predictions(x.argmax(axis=-1), w, len(g)) for x, w, g in zip(logits, test["word_ids"], gold_ids)]
+    gold_ids, reader = test["tag_ids"], word_tag_reader(labels, params.ner.label_all_tokens)
+    pred_ids = [word_predictions(x.argmax(axis=-1), w, len(g), reader)
+                for x, w, g in zip(logits, test["word_ids"], gold_ids)]
     gold, predicted = tag_sequences(labels, gold_ids), tag_sequences(labels, pred_ids)
     scores, per_type = seqeval_scores(gold, predicted)
     flat_gold, flat_pred = np.concatenate(gold_ids), np.concatenate(pred_ids)  # (words,)
@@ -308,6 +336,7 @@ def entity_spans(words: list[str], tags: list[str]) -> list[dict[str, Any]]:
 def predict(model: Any, tokenizer: Any, records: list[dict[str, Any]], info: dict[str, Any],
             batch_size: int) -> list[dict[str, Any]]:
     labels = info["labels"]
+    reader = word_tag_reader(labels, info["params"]["ner"]["label_all_tokens"])
     words = [split_words(r) for r in records]
     normalised = [[normalize_text(w, info["lowercase"]) for w in ws] for ws in words]
     enc, word_ids = encode_words(tokenizer, normalised, info["max_length"])
@@ -315,6 +344,6 @@ def predict(model: Any, tokenizer: Any, records: list[dict[str, Any]], info: dic
                 for ids, mask in zip(enc["input_ids"], enc["attention_mask"])]
     rows = []
     for ws, wids, logits in zip(words, word_ids, position_logits(model, tokenizer, features, batch_size)):
-        tags = tag_sequences(labels, [word_predictions(logits.argmax(axis=-1), wids, len(ws))])[0]
+        tags = tag_sequences(labels, [word_predictions(logits.argmax(axis=-1), wids, len(ws), reader)])[0]
         rows.append({"tokens": ws, "tags": tags, "entities": entity_spans(ws, tags)})
     return rows
