@@ -63,8 +63,9 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, chec
                    "data_md5": data_md5}
     generation = {"num_beams": params.seq2seq.num_beams, "max_new_tokens": params.seq2seq.max_new_tokens} \
         if spec.generates else None
+    causal = generation if families.generates_causally(spec, model.config) else None  # decoder-only: prompt -> text
     args = training.training_arguments(ft, checkpoint_dir, precision, has_validation=len(data["validation"]) > 0,
-                                       metric=metric, generation=generation)
+                                       metric=metric, generation=None if causal else generation)
     with args.main_process_first(desc="checkpoints"):  # under DDP rank 0 clears stale checkpoints first
         resume_from = training.prepare_checkpoints(checkpoint_dir, fingerprint, ft.resume)
     settings = {"precision": precision, "attention": model.config._attn_implementation,
@@ -77,7 +78,8 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, chec
     trainer = training.build_trainer(
         model, args, data, tokenizer, spec.collator(tokenizer, model, params, meta["max_length"]),
         spec.compute_metrics(labels, params, data["validation"], tokenizer), callbacks=callbacks,
-        patience=ft.early_stopping_patience, group_by_length=ft.group_by_length, logits_outputs=spec.logits_outputs)
+        patience=ft.early_stopping_patience, group_by_length=ft.group_by_length, logits_outputs=spec.logits_outputs,
+        causal_generation=causal)
     run_ctx = tracking.start_run(params.tracking.experiment, flatten(params), lineage) if tracking_on \
         else contextlib.nullcontext(None)
     with run_ctx as mlflow_run:

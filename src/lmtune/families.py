@@ -65,6 +65,12 @@ def kind_of(config: PretrainedConfig) -> Kind:
     return "encoder"
 
 
+def generates_causally(spec: TaskSpec, config: PretrainedConfig) -> bool:
+    """A generation task on a decoder-only model: prompt -> completion on the causal LM (lmtune.causal), not the
+    encoder-decoder path."""
+    return spec.head == "generation" and kind_of(config) == "decoder"
+
+
 def warm_startable() -> list[str]:
     """Encoder model types that transformers can also build as a decoder with cross-attention (bert2bert)."""
     return sorted(t for t in MASKED_LM if t in CAUSAL_LM and t not in SEQ2SEQ_LM)
@@ -133,6 +139,7 @@ def set_padding(tokenizer: PreTrainedTokenizerBase, name_or_path: str) -> None:
                               f"to pad batches with; add a pad token to the checkpoint's tokenizer")
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
+    tokenizer.init_kwargs["padding_side"] = "right"  # saved in tokenizer_config.json (Llama's class default is left)
 
 
 def load_model(auto_class: Any, path: str, revision: str, tokenizer: PreTrainedTokenizerBase | None = None,

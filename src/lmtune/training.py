@@ -19,6 +19,7 @@ from transformers import EarlyStoppingCallback, ProgressCallback, Seq2SeqTrainer
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import sort_checkpoints
 
+from lmtune import causal
 from lmtune.config import FineTuneParams
 from lmtune.errors import LmtuneError
 from lmtune.sampling import ShuffledLengthGroupedSampler
@@ -294,18 +295,49 @@ class LmtuneSeq2SeqTrainer(LmtuneTrainer, Seq2SeqTrainer):
     """LmtuneTrainer that generates text during validation (sequence-to-sequence tasks)."""
 
 
+class CausalGenerationTrainer(LmtuneTrainer):
+    """Validation computes the loss on the whole row, then generates from the prompt alone (the positions that
+    attend and carry no label) and returns the new tokens as predictions, so generation metrics (ROUGE, BLEU) pick
+    the kept checkpoint exactly as for encoder-decoder models."""
+
+    def __init__(self, *args: Any, generation: dict[str, int], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.generation = generation
+
+    def prediction_step(self, model: Any, inputs: dict[str, Any], prediction_loss_only: bool,
+                        ignore_keys: list[str] | None = None) -> tuple[Any, Any, Any]:
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            loss = model(**inputs).loss.detach()
+        if prediction_loss_only:
+            return loss, None, None
+        labels, mask = inputs["labels"], inputs["attention_mask"].bool()
+        prompts = [ids[m & (lab == causal.IGNORE)].tolist() for ids, m, lab in zip(inputs["input_ids"], mask, labels)]
+        new = causal.generate(model, self.processing_class, prompts, self.generation["num_beams"],
+                              self.generation["max_new_tokens"])
+        width = max(1, max(map(len, new)))
+        generated = torch.full((len(new), width), causal.IGNORE, dtype=torch.long)
+        for row, ids in zip(generated, new):
+            row[:len(ids)] = torch.tensor(ids, dtype=torch.long)
+        return loss, generated.to(labels.device), labels
+
+
 def build_trainer(model: Any, args: TrainingArguments, data: Any, tokenizer: Any, collator: Any,
                   compute_metrics: Any, callbacks: list[Any], patience: int, group_by_length: bool,
-                  logits_outputs: int = 1) -> Trainer:
+                  logits_outputs: int = 1, causal_generation: dict[str, int] | None = None) -> Trainer:
+    """`causal_generation` ({num_beams, max_new_tokens}): a decoder-only model on a generation task, validated by
+    generating from each prompt (CausalGenerationTrainer); Seq2SeqTrainingArguments make an encoder-decoder one."""
     if patience and args.load_best_model_at_end:
         callbacks = [*callbacks, EarlyStoppingCallback(early_stopping_patience=patience)]
-    generates = isinstance(args, Seq2SeqTrainingArguments)
-    trainer_class = LmtuneSeq2SeqTrainer if generates else LmtuneTrainer
+    generates = isinstance(args, Seq2SeqTrainingArguments) or causal_generation is not None
+    extra: dict[str, Any] = {"generation": causal_generation} if causal_generation is not None else {}
+    trainer_class = CausalGenerationTrainer if causal_generation is not None else \
+        LmtuneSeq2SeqTrainer if generates else LmtuneTrainer
     return trainer_class(model=model, args=args, train_dataset=data["train"],
                          eval_dataset=data["validation"] if args.eval_strategy != "no" else None,
                          processing_class=tokenizer, data_collator=collator, compute_metrics=compute_metrics,
                          callbacks=callbacks, group_by_length=group_by_length,
-                         preprocess_logits_for_metrics=None if generates else HeadLogits(logits_outputs))
+                         preprocess_logits_for_metrics=None if generates else HeadLogits(logits_outputs), **extra)
 
 
 class HeadLogits:
