@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"[bench] train {ft['train_samples_per_second']} samples/s ({ft['train_runtime_s']} s); generate "
           f"{result['generate_examples_per_second']} examples/s ({result['evaluate_runtime_s']} s); wall {wall} s")
     for s in result["samples"]:
-        print(f"[bench] sample: {s['source'][:80]!r} -> {s['generated'][:80]!r} (ref {s['target'][:80]!r})")
+        print(f"[bench] sample: {s['source'][:80]!r} -> {s['generated'][:80]!r} (ref {s['references'][0][:80]!r})")
     io.write_json(args.out, {"settings": settings, "machine": machine_info(), "wall_s": wall,
                              "params": {k: dataclasses.asdict(getattr(params, k)) for k in
                                         ("tokenize", "seq2seq", "fine_tune")}, **result})

@@ -68,6 +68,7 @@ class Seq2SeqParams:
     max_target_length: int  # target tokens kept for training
     num_beams: int  # beam search width at validation, test and prediction time
     max_new_tokens: int  # generated tokens at most
+    target_language: str  # "auto" (detect the references' script) or a code (en, de, zh, ja, ru): BLEU/ROUGE tokenizers
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from datasets import load_from_disk
+from datasets import Dataset, load_from_disk
 from transformers import AutoTokenizer, EncoderDecoderModel
 
 from lmtune.config import load_params
 from lmtune.errors import DataError
 from lmtune.tasks import TASKS, seq2seq
-from stages import tokenize
+from stages import clean, split, tokenize
 from tests.conftest import FIXTURES, copy_project, run_module, tiny_overrides, write_params
 from tests.stages.test_pipeline_stages import run_all
 
@@ -76,6 +76,26 @@ def test_pairs_sharing_a_source_share_an_example_id(tmp_path, tiny_model):
     assert result.rejected[["row", "reason"]].values.tolist() == [[4, "empty_source"]]
 
 
+def test_a_split_column_keeps_each_pair_in_the_split_its_row_names(tmp_path, tiny_model):
+    # "hello there" has a train reference and a test reference: grouped by source alone, the split stage put the
+    # example (both pairs) into train and test, so test scored a pair the model had trained on
+    rows = [("hello there", "hallo", "train"), ("hello there", "guten tag", "test"),
+            ("good night", "gute nacht", "test"), ("good morning", "guten morgen", "train"),
+            ("see you", "bis bald", "validation")]
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"text": s, "label": t, "split": p}) + "\n" for s, t, p in rows))
+    p = ["--params", str(write_params(tmp_path / "p.yaml", {**tiny_overrides(tiny_model), "task.name": "translation",
+                                                            "task.split_column": "split"}))]
+    clean.main([str(data), str(tmp_path / "interim"), str(tmp_path / "c.json"), *p])
+    tokenize.main([str(tmp_path / "interim"), str(tmp_path / "tok"), str(tmp_path / "t.json"), *p])
+    split.main([str(tmp_path / "tok"), str(tmp_path / "splits"), str(tmp_path / "s.json"), *p])
+    splits = load_from_disk(str(tmp_path / "splits"))
+    assert sorted(splits["train"]["target"]) == ["guten morgen", "hallo"]
+    assert sorted(splits["test"]["target"]) == ["gute nacht", "guten tag"]
+    assert splits["validation"]["target"] == ["bis bald"]
+    assert read(tmp_path / "c.json")["unique_sources"] == 4
+
+
 def test_tokenize_encodes_source_and_target_and_keeps_the_reference_text(text_run):
     ds = load_from_disk(str(text_run / "tokenized"))
     assert {"input_ids", "attention_mask", "labels", "length", "example_id", "text", "target"} <= set(ds.column_names)
@@ -119,6 +139,7 @@ def test_fine_tune_validates_with_generation_metrics(text_run, jsonl_run):
         assert {"rouge1", "rouge2", "rougeL", "bleu", "chrf"} <= set(live)
         info = read(run / "model/lmtune.json")
         assert info["params"]["seq2seq"]["max_new_tokens"] == 8 and info["labels"] == []
+        assert info["params"]["seq2seq"]["target_language"] == "auto", "the scoring choice is saved with the model"
         best = read(run / "reports/train.json")["best_metric"]
         assert best is not None and 0 <= best <= 100, f"{metric}: the kept checkpoint is picked by it"
 
@@ -138,23 +159,58 @@ def test_evaluate_writes_generation_metrics_and_predictions(run_name, request):
     metrics = read(run / "reports/metrics.json")
     for name in ("rouge1", "rouge2", "rougeL", "bleu", "chrf"):
         assert 0 <= metrics[name] <= 100
-    assert 0 < metrics["gen_len"] <= 8 and metrics["test_examples"] > 0
+    assert 0 < metrics["gen_len"] <= 8 and metrics["test_examples"] > 0 and metrics["references_per_source"] >= 1
     rows = [json.loads(line) for line in (run / "reports/eval/predictions.jsonl").read_text().splitlines()]
-    assert len(rows) == metrics["test_examples"]
-    assert all(set(r) == {"source", "target", "generated"} and isinstance(r["generated"], str) for r in rows)
+    assert len(rows) == metrics["test_examples"], "one row per source"
+    assert all(set(r) == {"source", "references", "generated"} and isinstance(r["generated"], str) for r in rows)
+    assert sum(map(len, (r["references"] for r in rows))) == len(load_from_disk(str(run / "splits"))["test"])
+    generation = read(run / "reports/eval/generation.json")
+    assert (generation["target_language"], generation["script"], generation["bleu_tokenize"]) == \
+        ("auto", "latin", "13a"), "English and German references: sacrebleu's default tokenizer"
+
+
+def test_evaluate_generates_once_per_source_and_scores_all_its_references(text_run, tmp_path, tiny_model):
+    test = load_from_disk(str(text_run / "splits"))["test"]
+    two = test.select([0, 1]).to_dict()
+    rows = {k: [v[0], v[0], v[1]] for k, v in two.items()}  # source 0 gets a second reference
+    rows["target"][1] = "Eine zweite Referenz."
+    params = load_params(write_params(tmp_path / "p.yaml", translation_overrides(tiny_model)))
+    model = seq2seq.load_model(str(text_run / "model"), [], "main")
+    tok = AutoTokenizer.from_pretrained(text_run / "model")
+    result = seq2seq.evaluate(model, tok, Dataset.from_dict(rows), [], params)
+    assert [r["references"] for r in result.predictions] == [[two["target"][0], "Eine zweite Referenz."],
+                                                             [two["target"][1]]]
+    assert result.metrics["references_per_source"] == pytest.approx(1.5)
+    assert result.reports["generation"]["sources"] == 2 and result.reports["generation"]["references"] == 3
+
+
+def test_validation_scores_the_first_row_of_each_source_against_all_its_references(tiny_model, tmp_path):
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    validation = Dataset.from_dict({"example_id": [0, 0, 1], "target": [  # words of the tiny model's vocabulary
+        "a dog is running on the", "a man is running on the street", "two girls are playing in the park"]})
+    params = load_params(write_params(tmp_path / "p.yaml", translation_overrides(tiny_model)))
+    fn = seq2seq.compute_metrics([], params, validation, tok)
+    texts = ["a man is running on the street", "a dog", "two girls are playing in the park"]  # row 1: ignored
+    ids = [tok(t)["input_ids"] for t in texts]
+    padded = np.array([row + [-100] * (max(map(len, ids)) - len(row)) for row in ids])
+    scores = fn(type("Pred", (), {"predictions": padded})())
+    assert scores["bleu"] == pytest.approx(100) and scores["rougeL"] == pytest.approx(100), scores
 
 
 def test_generation_metrics_are_100_for_identical_and_0_for_disjoint_text():
-    same = seq2seq.generation_metrics(["the cat sat on the mat", "a dog runs"], ["the cat sat on the mat", "a dog runs"])
+    english = seq2seq.scoring_for("auto", ["the cat sat on the mat"])
+    same = seq2seq.generation_metrics(["the cat sat on the mat", "a dog runs"],
+                                      [["the cat sat on the mat"], ["a dog runs"]], english)
     assert all(v == pytest.approx(100) for v in same.values()), same
-    disjoint = seq2seq.generation_metrics(["xyz qqq"], ["the cat sat on the mat"])
+    disjoint = seq2seq.generation_metrics(["xyz qqq"], [["the cat sat on the mat"]], english)
     assert all(v == pytest.approx(0, abs=1e-9) for v in disjoint.values()), disjoint
 
 
 def test_rouge_is_the_f_measure_with_stemming():
     # generated "the cats" vs reference "the cat sat on the mat": stemming matches cats/cat, so 2 of 2 unigrams
     # match out of 6 in the reference: P 1, R 1/3, F 2PR/(P+R) = 0.5; one bigram "the cat" of 1 and 5: F = 1/3
-    scores = seq2seq.generation_metrics(["the cats"], ["the cat sat on the mat"])
+    scores = seq2seq.generation_metrics(["the cats"], [["the cat sat on the mat"]],
+                                        seq2seq.scoring_for("en", []))
     assert scores["rouge1"] == pytest.approx(50) and scores["rouge2"] == pytest.approx(100 / 3)
     assert scores["rougeL"] == pytest.approx(50)
 

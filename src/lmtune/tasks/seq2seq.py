@@ -7,6 +7,12 @@ MiniLM is warm-started into a bert2bert encoder-decoder, so the task also runs o
 """
 from __future__ import annotations
 
+import re
+import unicodedata
+from bisect import bisect_right
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,13 +21,15 @@ import pandas as pd
 import sacrebleu
 import torch
 from datasets import Dataset
+from nltk.stem import porter
 from rouge_score import rouge_scorer, tokenizers
+from sacrebleu.metrics import BLEU, CHRF
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq, DataCollatorWithPadding, \
     EncoderDecoderModel, GenerationConfig, PreTrainedTokenizerBase
 
 from lmtune import models
-from lmtune.errors import DataError, LmtuneError
+from lmtune.errors import DataError, LmtuneError, ParamsError
 from lmtune.tasks.base import EvalResult
 from lmtune.tasks.classification import model_features, no_rows_left, read_labelled_texts, text_features
 from lmtune.text import CleanResult, normalize_text
@@ -60,7 +68,10 @@ def read_parallel_texts(source: Path, params: Params) -> pd.DataFrame:
 
 def clean(path: Path, params: Params) -> CleanResult:
     """Read source/target pairs, normalise both sides, and drop unusable pairs with a reason. Pairs that share a
-    source share an example_id, so the split never puts one source in both train and test."""
+    source share an example_id, so the split never puts one source in both train and test, and evaluate scores a
+    source against all its references. With task.split_column the id groups by split and source: the split stage
+    puts an example in every split any of its rows names, so grouping by source alone would copy a source's train
+    pairs into test whenever the file also lists that source (another reference, a repeat) under test."""
     if params.clean.input_format == "text":
         frame = read_parallel_texts(path, params)
     elif params.seq2seq.target_file:
@@ -81,9 +92,10 @@ def clean(path: Path, params: Params) -> CleanResult:
     kept = df[reason == ""].drop(columns=["text", "label"]).rename(columns={"source": "text"}).reset_index(drop=True)
     if kept.empty:
         raise no_rows_left(path, rejected)
-    kept["example_id"] = pd.factorize(kept["text"])[0].astype("int64")
+    group = kept["split"] + "\n" + kept["text"] if "split" in kept else kept["text"]  # never across splits
+    kept["example_id"] = pd.factorize(group)[0].astype("int64")
     return CleanResult(kept=kept, rejected=rejected, labels=[], summary={
-        "pairs": len(kept), "unique_sources": int(kept["example_id"].nunique()),
+        "pairs": len(kept), "unique_sources": int(kept["text"].nunique()),
         "source_chars_mean": round(float(kept["text"].str.len().mean()), 2),
         "target_chars_mean": round(float(kept["target"].str.len().mean()), 2)})
 
@@ -155,15 +167,170 @@ def collator(tokenizer: PreTrainedTokenizerBase, model: Any, params: Params, max
     return collate
 
 
-def generation_metrics(generated: list[str], references: list[str]) -> dict[str, float]:
-    """ROUGE-1/2/L F-measure (rouge-score, Porter stemming, averaged over examples) and corpus BLEU and chrF
-    (sacrebleu, default 13a tokenisation), all on a 0-100 scale."""
-    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), tokenizer=tokenizers.DefaultTokenizer(use_stemmer=True))
-    scores = [scorer.score(ref, gen) for gen, ref in zip(generated, references)]
-    out = {name: 100 * float(np.mean([s[name].fmeasure for s in scores])) if scores else 0.0 for name in ROUGE_TYPES}
-    out["bleu"] = float(sacrebleu.corpus_bleu(generated, [references]).score)
-    out["chrf"] = float(sacrebleu.corpus_chrf(generated, [references]).score)
+# Scripts that ROUGE and BLEU cannot split into words at spaces, and Latin Extended Additional (Vietnamese):
+# (first code point, last code point, script), sorted. A letter below U+0250 is Latin; one in no range is "other"
+# (Cyrillic, Greek, Arabic, Hebrew, Devanagari, ...: spaced words, but not the ASCII that 13a and rouge-score expect).
+SCRIPT_RANGES = (
+    (0x0E00, 0x0EFF, "unspaced"),  # Thai, Lao: no spaces between words
+    (0x1000, 0x109F, "unspaced"),  # Myanmar
+    (0x1100, 0x11FF, "hangul"),  # Hangul Jamo
+    (0x1780, 0x17FF, "unspaced"),  # Khmer
+    (0x1E00, 0x1EFF, "latin"),  # Latin Extended Additional
+    (0x3040, 0x30FF, "kana"),  # Hiragana, Katakana
+    (0x3130, 0x318F, "hangul"),  # Hangul Compatibility Jamo
+    (0x31F0, 0x31FF, "kana"),  # Katakana Phonetic Extensions
+    (0x3400, 0x4DBF, "han"),  # CJK Extension A
+    (0x4E00, 0x9FFF, "han"),  # CJK Unified Ideographs
+    (0xAC00, 0xD7AF, "hangul"),  # Hangul Syllables
+    (0xF900, 0xFAFF, "han"),  # CJK Compatibility Ideographs
+    (0x20000, 0x3134F, "han"),  # CJK Extensions B-G
+)
+_RANGE_STARTS = [first for first, _, _ in SCRIPT_RANGES]
+CHARACTER_SCRIPTS = ("han", "kana", "hangul", "unspaced")  # ROUGE counts these scripts' characters, not words
+SCRIPT_BLEU_TOKENIZE = {"latin": "13a", "han": "zh", "kana": "ja-mecab", "hangul": "ko-mecab", "unspaced": "char",
+                        "other": "intl"}  # sacrebleu tokenizers; the mecab ones fall back to "char" when not installed
+# seq2seq.target_language codes whose script is known; any other code (de, fr, sr, ...) takes the detected script
+LANGUAGE_SCRIPTS = {"en": "latin", "zh": "han", "ja": "kana", "ko": "hangul", "th": "unspaced", "lo": "unspaced",
+                    "km": "unspaced", "my": "unspaced"} | {code: "other" for code in (
+                        "ru uk be bg mk kk ky tg mn el ar fa ur ps he yi hi mr ne bn pa gu or ta te kn ml si am ka "
+                        "hy").split()}
+
+
+def script_of(char: str) -> str:
+    """The SCRIPT_RANGES script of one letter, digit or mark: latin, han, kana, hangul, unspaced or other."""
+    code = ord(char)
+    if code < 0x0250:
+        return "latin"
+    i = bisect_right(_RANGE_STARTS, code) - 1
+    return SCRIPT_RANGES[i][2] if i >= 0 and code <= SCRIPT_RANGES[i][1] else "other"
+
+
+def detect_script(texts: Iterable[str]) -> str:
+    """The script most ROUGE tokens of `texts` are written in (a CJK character counts as much as a Latin word, so a
+    Chinese sentence with one English name is Chinese). Japanese writes kanji (han) beside kana, so CJK text with a
+    tenth or more kana is Japanese, mostly Hangul Korean, else Chinese. No letters at all: latin."""
+    words = UnicodeTokenizer(stem=False)
+    counts = Counter(script_of(token[0]) for text in texts for token in words.tokenize(text) if token[0].isalpha())
+    if not counts:
+        return "latin"
+    cjk = counts["han"] + counts["kana"] + counts["hangul"]
+    top = max(("latin", "other", "unspaced"), key=lambda s: counts[s])
+    if counts[top] >= cjk:
+        return top
+    if counts["hangul"] >= max(counts["han"], counts["kana"]):
+        return "hangul"
+    return "kana" if counts["kana"] >= 0.1 * cjk else "han"
+
+
+def bleu_tokenizer_installed(name: str) -> bool:
+    """Whether sacrebleu can build tokenizer `name` (ja-mecab and ko-mecab need extra packages: sacrebleu[ja]/[ko])."""
+    try:
+        BLEU(tokenize=name)
+    except (ImportError, RuntimeError):
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How generated texts are compared with their references, chosen from seq2seq.target_language: BLEU's
+    tokenizer (13a splits no Chinese or Japanese, so a near match there scores 0) and ROUGE's (rouge-score's default
+    keeps only [a-z0-9], so Chinese or Russian texts have no tokens and score 0)."""
+    target_language: str  # the param: "auto" or a language code
+    script: str  # of the references: latin, han, kana, hangul, unspaced or other (LANGUAGE_SCRIPTS or detected)
+    bleu_tokenize: str  # sacrebleu tokenizer: 13a, zh, ja-mecab, ko-mecab, char or intl
+    rouge_stemming: bool  # Porter stemming of ROUGE words: an English stemmer, so English and auto-detected Latin
+
+    def report(self) -> dict[str, Any]:
+        """The choice as reports/eval/generation.json records it (metrics.json holds numbers only)."""
+        return {"target_language": self.target_language, "script": self.script, "bleu_tokenize": self.bleu_tokenize,
+                "rouge_tokenizer": "lowercased words (letters, marks, digits)" +
+                                   (", Porter-stemmed" if self.rouge_stemming else "") +
+                                   "; one token per Han, kana, Hangul, Thai, Lao, Khmer or Myanmar character",
+                "chrf": "sacrebleu chrF defaults (character 6-grams, beta 2; no tokenizer)",
+                "sacrebleu_version": sacrebleu.__version__}
+
+
+def scoring_for(target_language: str, references: Iterable[str]) -> Scoring:
+    """Resolve seq2seq.target_language ("auto", or a code such as en, de, zh, ja, ru, zh-Hant) against the
+    references: a code in LANGUAGE_SCRIPTS fixes the script; "auto" and other codes detect it from `references`."""
+    code = re.split(r"[-_]", target_language.strip().lower(), maxsplit=1)[0]
+    if code != "auto" and not re.fullmatch(r"[a-z]{2,3}", code):
+        raise ParamsError(f"seq2seq.target_language: {target_language!r} is neither \"auto\" nor a language code; "
+                          f"set it to auto (detect the references' script) or to an ISO 639 code such as en, de, zh, "
+                          f"ja, ko, th or ru")
+    script = LANGUAGE_SCRIPTS.get(code) or detect_script(references)
+    tokenize = SCRIPT_BLEU_TOKENIZE[script]
+    if tokenize.endswith("-mecab") and not bleu_tokenizer_installed(tokenize):
+        tokenize = "char"
+    return Scoring(target_language=target_language, script=script, bleu_tokenize=tokenize,
+                   rouge_stemming=script == "latin" and code in ("auto", "en"))
+
+
+class UnicodeTokenizer(tokenizers.Tokenizer):
+    """ROUGE tokens for any script: lowercased runs of letters, combining marks and digits are words (rouge-score's
+    default keeps [a-z0-9] only, and Python's \\w+ splits Devanagari words at their vowel signs); each character of a
+    CHARACTER_SCRIPTS script is a token of its own, as those scripts do not separate words by spaces. With `stem`,
+    words longer than 3 characters are Porter-stemmed as rouge-score does, so ASCII text gets the default's tokens."""
+
+    def __init__(self, stem: bool) -> None:
+        self._stemmer = porter.PorterStemmer() if stem else None
+
+    def tokenize(self, text: str) -> list[str]:
+        tokens: list[str] = []
+        word: list[str] = []
+        for ch in text.lower():
+            wordlike = unicodedata.category(ch)[0] in "LMN"
+            if wordlike and (ord(ch) < 0x0E00 or script_of(ch) not in CHARACTER_SCRIPTS):
+                word.append(ch)
+                continue
+            if word:
+                tokens.append("".join(word))
+                word = []
+            if wordlike:
+                tokens.append(ch)
+        if word:
+            tokens.append("".join(word))
+        if self._stemmer is None:
+            return tokens
+        return [self._stemmer.stem(t) if len(t) > 3 and script_of(t[0]) == "latin" else t for t in tokens]
+
+
+def reference_streams(references: list[list[str]]) -> list[list[str | None]]:
+    """sacrebleu's multi-reference layout: stream k holds every source's k-th reference, None where a source has
+    fewer (None, unlike "", is dropped rather than counted as an empty reference)."""
+    most = max(map(len, references), default=0)
+    return [[refs[k] if k < len(refs) else None for refs in references] for k in range(most)]
+
+
+def generation_metrics(generated: list[str], references: list[list[str]], scoring: Scoring) -> dict[str, float]:
+    """ROUGE-1/2/L F-measure (each against the best of the source's references, as rouge-score's score_multi,
+    averaged over sources) and corpus BLEU and chrF (sacrebleu, all references of a source at once), 0-100.
+    `references[i]` holds every reference of `generated[i]`; tokenisation follows `scoring`."""
+    if not generated:
+        return {name: 0.0 for name in (*ROUGE_TYPES, "bleu", "chrf")}
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), tokenizer=UnicodeTokenizer(stem=scoring.rouge_stemming))
+    scores = [scorer.score_multi(refs, gen) for gen, refs in zip(generated, references)]
+    out = {name: 100 * float(np.mean([s[name].fmeasure for s in scores])) for name in ROUGE_TYPES}
+    streams = reference_streams(references)
+    out["bleu"] = float(BLEU(tokenize=scoring.bleu_tokenize).corpus_score(generated, streams).score)
+    out["chrf"] = float(CHRF().corpus_score(generated, streams).score)
     return out
+
+
+def group_references(example_ids: list[int], targets: list[str]) -> tuple[list[int], list[list[str]]]:
+    """The first row of each example (in order of first appearance) and all of that example's references: rows of
+    one example share their source (clean groups by it), so one generation per example is scored against them all."""
+    position: dict[int, int] = {}
+    rows: list[int] = []
+    references: list[list[str]] = []
+    for row, (example, target) in enumerate(zip(example_ids, targets)):
+        if example not in position:
+            position[example] = len(rows)
+            rows.append(row)
+            references.append([])
+        references[position[example]].append(target)
+    return rows, references
 
 
 def decode(tokenizer: Any, ids: np.ndarray | list[list[int]]) -> list[str]:
@@ -173,12 +340,15 @@ def decode(tokenizer: Any, ids: np.ndarray | list[list[int]]) -> list[str]:
 
 
 def compute_metrics(labels: list[str], params: Params, eval_dataset: Dataset, tokenizer: Any) -> Any:
-    """Validation metrics on generated text against the raw reference texts (`target`, in eval order)."""
-    references = eval_dataset["target"]
+    """Validation metrics on generated text against the raw reference texts (`target`, in eval order). The Trainer
+    generates for every row; the first row of each source is scored against all of that source's references."""
+    rows, references = group_references(eval_dataset["example_id"], eval_dataset["target"])
+    scoring = scoring_for(params.seq2seq.target_language, (r for refs in references for r in refs))
 
     def fn(pred: Any) -> dict[str, float]:
         generated = decode(tokenizer, pred.predictions)
-        return generation_metrics(generated, references[:len(generated)])
+        kept = [i for i, row in enumerate(rows) if row < len(generated)]  # all of them unless a prefix was generated
+        return generation_metrics([generated[rows[i]] for i in kept], [references[i] for i in kept], scoring)
 
     return fn
 
@@ -205,14 +375,22 @@ def batched_generate(model: Any, tokenizer: Any, features: list[dict[str, list[i
 
 def evaluate(model: Any, tokenizer: PreTrainedTokenizerBase, test: Dataset, labels: list[str],
              params: Params) -> EvalResult:
+    """Generate once per test source and score it against all of its references (a source with two references is
+    two test rows). reports/eval/generation.json records the tokenizers seq2seq.target_language chose."""
+    rows, references = group_references(test["example_id"], test["target"])
+    sources = test.select(rows)
+    scoring = scoring_for(params.seq2seq.target_language, (r for refs in references for r in refs))
     generation = {"num_beams": params.seq2seq.num_beams, "max_new_tokens": params.seq2seq.max_new_tokens}
-    generated, lengths = batched_generate(model.float(), tokenizer, model_features(test), params.evaluate.batch_size,
-                                          generation, progress=True)
-    metrics = generation_metrics(generated, test["target"])
-    metrics["gen_len"] = float(np.mean(lengths)) if lengths else 0.0  # generated tokens per example
-    predictions = [{"source": s, "target": t, "generated": g}
-                   for s, t, g in zip(test["text"], test["target"], generated)]
-    return EvalResult(metrics=metrics, predictions=predictions)
+    generated, lengths = batched_generate(model.float(), tokenizer, model_features(sources),
+                                          params.evaluate.batch_size, generation, progress=True)
+    metrics = generation_metrics(generated, references, scoring)
+    metrics["gen_len"] = float(np.mean(lengths)) if lengths else 0.0  # generated tokens per source
+    metrics["references_per_source"] = float(np.mean([len(refs) for refs in references])) if references else 0.0
+    predictions = [{"source": s, "references": refs, "generated": g}
+                   for s, refs, g in zip(sources["text"], references, generated)]
+    report = scoring.report() | {"sources": len(rows), "references": len(test),
+                                 "references_per_source": metrics["references_per_source"]}
+    return EvalResult(metrics=metrics, predictions=predictions, reports={"generation": report})
 
 
 def predict(model: Any, tokenizer: Any, records: list[dict[str, Any]], info: dict[str, Any],
