@@ -1,5 +1,6 @@
 """Prompt -> completion on a decoder-only causal LM (GPT-2, Llama, Qwen2, ...): encoding with the loss on the
-completion only, batched generation with left padding, and the pieces of a validation that generates from the prompt (lmtune.training.CausalGenerationTrainer).
+completion only, and batched generation with left padding (also inside validation:
+lmtune.training.CausalGenerationTrainer).
 
 A training row is `prompt + completion + eos`: input_ids hold both, labels hold -100 on the prompt (no loss there)
 and the completion's ids, so the model learns to continue a prompt with its completion and then stop. At generation

@@ -65,6 +65,10 @@ def kind_of(config: PretrainedConfig) -> Kind:
     return "encoder"
 
 
+def is_decoder_only(config: PretrainedConfig) -> bool:
+    return kind_of(config) == "decoder"
+
+
 def generates_causally(spec: TaskSpec, config: PretrainedConfig) -> bool:
     """A generation task on a decoder-only model: prompt -> completion on the causal LM (lmtune.causal), not the
     encoder-decoder path."""
@@ -114,7 +118,7 @@ def family(config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase) -> Fami
 
 
 def is_byte_level(tokenizer: PreTrainedTokenizerBase) -> bool:
-    """True for byte-level BPE (GPT-2, RoBERTa, BART, Qwen2): its pre-tokenizer, alone or in a sequence, is ByteLevel."""
+    """True for byte-level BPE (GPT-2, RoBERTa, BART, Qwen2): its pre-tokenizer (alone or in a sequence) is ByteLevel."""
     if not tokenizer.is_fast:
         return False
     pre = tokenizer.backend_tokenizer.pre_tokenizer

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from transformers.utils import cached_file
@@ -53,6 +54,14 @@ def load_tokenizer(name_or_path: str, revision: str, spec: TaskSpec) -> PreTrain
     families.check(spec, name_or_path, config, tokenizer)
     families.set_padding(tokenizer, name_or_path)
     return tokenizer
+
+
+def truncated(enc: Any, untruncated_ids: Callable[[], list[list[int]]]) -> list[bool]:
+    """Which rows of a truncating tokenizer call lost tokens. A fast tokenizer says so per row; a slow one (Marian's
+    SentencePiece) does not, so its rows are compared with `untruncated_ids()` (the same call without truncation)."""
+    if enc.encodings is not None:
+        return [bool(e.overflowing) for e in enc.encodings]
+    return [len(full) > len(ids) for full, ids in zip(untruncated_ids(), enc["input_ids"])]
 
 
 def sentence_pooling(path: str, revision: str) -> str | None:

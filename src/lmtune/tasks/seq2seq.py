@@ -25,10 +25,10 @@ from nltk.stem import porter
 from rouge_score import rouge_scorer, tokenizers
 from sacrebleu.metrics import BLEU, CHRF
 from tqdm.auto import tqdm
-from transformers import AutoConfig, AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq, DataCollatorWithPadding, \
-    EncoderDecoderModel, GenerationConfig, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, \
+    DataCollatorForSeq2Seq, DataCollatorWithPadding, EncoderDecoderModel, GenerationConfig, PreTrainedTokenizerBase
 
-from lmtune import models
+from lmtune import causal, families, models
 from lmtune.errors import DataError, LmtuneError, ParamsError
 from lmtune.tasks.base import EvalResult
 from lmtune.tasks.classification import model_features, no_rows_left, read_labelled_texts, text_features
@@ -103,19 +103,26 @@ def clean(path: Path, params: Params) -> CleanResult:
 def tokenize(ds: Dataset, tokenizer: PreTrainedTokenizerBase, params: Params,
              labels: list[str]) -> tuple[Dataset, dict[str, int]]:
     """Encode `source_prefix + text` (truncated to tokenize.max_length) and the target as `labels` (truncated to
-    seq2seq.max_target_length), unpadded; `target` keeps the reference text the metrics compare against."""
+    seq2seq.max_target_length), unpadded; `target` keeps the reference text the metrics compare against. For a
+    decoder-only model one row holds prompt and target (lmtune.causal: labels -100 on the prompt)."""
     s2s = params.seq2seq
+    decoder_only = families.is_decoder_only(families.load_config(models.resolve(params.model.name_or_path),
+                                                                 params.model.revision))
 
     def encode(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         sources = [normalize_text(s2s.source_prefix + t, params.clean.lowercase) for t in batch["text"]]
+        if decoder_only:
+            rows = causal.encode(tokenizer, sources, batch["target"], params.tokenize.max_length,
+                                 s2s.max_target_length)
+            return rows | {"length": [len(ids) for ids in rows["input_ids"]]}
         enc = tokenizer(sources, truncation=True, max_length=params.tokenize.max_length,
                         return_token_type_ids=False)
         tgt = tokenizer(text_target=batch["target"], truncation=True, max_length=s2s.max_target_length,
                         return_token_type_ids=False)
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": tgt["input_ids"],
                 "length": [len(ids) for ids in enc["input_ids"]],
-                "truncated_source": [bool(e.overflowing) for e in enc.encodings],
-                "truncated_target": [bool(e.overflowing) for e in tgt.encodings]}
+                "truncated_source": models.truncated(enc, lambda: tokenizer(sources)["input_ids"]),
+                "truncated_target": models.truncated(tgt, lambda: tokenizer(text_target=batch["target"])["input_ids"])}
 
     out = ds.map(encode, batched=True, batch_size=params.tokenize.batch_size, desc="tokenize",
                  remove_columns=[c for c in ds.column_names if c not in ("text", "target", "row", "split",
@@ -127,17 +134,21 @@ def tokenize(ds: Dataset, tokenizer: PreTrainedTokenizerBase, params: Params,
 
 
 def load_model(name_or_path: str, labels: list[str], revision: str, attn_implementation: str | None = None) -> Any:
-    """An encoder-decoder checkpoint (T5, BART, Marian, mT5, or a fine-tuned model directory) loads as is; an
-    encoder-only one (BERT, RoBERTa, the packaged MiniLM) is warm-started as encoder and decoder (bert2bert:
-    the decoder gets fresh cross-attention layers and an LM head tied to its embeddings)."""
+    """An encoder-decoder checkpoint (T5, BART, Marian, mT5, or a fine-tuned model directory) loads as is, and so
+    does a decoder-only one (GPT-2, Llama, Qwen2: prompt -> completion, lmtune.causal); an encoder-only one (BERT,
+    RoBERTa, the packaged MiniLM) is warm-started as encoder and decoder (bert2bert: the decoder gets fresh
+    cross-attention layers and an LM head tied to its embeddings)."""
     path = models.resolve(name_or_path)
     attn = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    if AutoConfig.from_pretrained(path, revision=revision).is_encoder_decoder:
-        return AutoModelForSeq2SeqLM.from_pretrained(path, revision=revision, **attn)
-    model = EncoderDecoderModel.from_encoder_decoder_pretrained(
-        path, path, encoder_revision=revision, decoder_revision=revision,
-        **{f"{side}_{k}": v for side in ("encoder", "decoder") for k, v in attn.items()})
-    tokenizer = models.load_tokenizer(name_or_path, revision)
+    config = AutoConfig.from_pretrained(path, revision=revision)
+    if config.is_encoder_decoder:
+        return families.load_model(AutoModelForSeq2SeqLM, path, revision, **attn)
+    if families.is_decoder_only(config):
+        return families.load_model(AutoModelForCausalLM, path, revision, **attn)
+    model = EncoderDecoderModel.from_encoder_decoder_pretrained(  # fp32 master weights, whatever the saved dtype
+        path, path, encoder_revision=revision, decoder_revision=revision, encoder_dtype=torch.float32,
+        decoder_dtype=torch.float32, **{f"{side}_{k}": v for side in ("encoder", "decoder") for k, v in attn.items()})
+    tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
     start = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
     end = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
     if start is None or end is None or tokenizer.pad_token_id is None:
@@ -357,7 +368,11 @@ def compute_metrics(labels: list[str], params: Params, eval_dataset: Dataset, to
 def batched_generate(model: Any, tokenizer: Any, features: list[dict[str, list[int]]], batch_size: int,
                      generation: dict[str, Any], progress: bool = False) -> tuple[list[str], list[int]]:
     """Generated texts and their lengths in tokens, in input order; batches sorted by source length so each pads
-    only to its own longest source; fp32."""
+    only to its own longest source; fp32. A decoder-only model continues each prompt (the features' input_ids)."""
+    if families.is_decoder_only(model.config):
+        new = causal.generate_all(model, tokenizer, [f["input_ids"] for f in features], batch_size,
+                                  generation["num_beams"], generation["max_new_tokens"], progress)
+        return decode(tokenizer, new), [len(ids) for ids in new]
     model.eval()
     collate = DataCollatorWithPadding(tokenizer, return_tensors="pt")
     order = np.argsort([len(f["input_ids"]) for f in features], kind="stable")
@@ -373,6 +388,12 @@ def batched_generate(model: Any, tokenizer: Any, features: list[dict[str, list[i
     return texts, lengths
 
 
+def prompt_features(ds: Dataset) -> list[dict[str, list[int]]]:
+    """The prompt of each decoder-only row (lmtune.causal): the leading positions whose label is -100."""
+    return [{"input_ids": ids[:next((i for i, label in enumerate(labels) if label != causal.IGNORE), len(ids))]}
+            for ids, labels in zip(ds["input_ids"], ds["labels"])]
+
+
 def evaluate(model: Any, tokenizer: PreTrainedTokenizerBase, test: Dataset, labels: list[str],
              params: Params) -> EvalResult:
     """Generate once per test source and score it against all of its references (a source with two references is
@@ -381,8 +402,9 @@ def evaluate(model: Any, tokenizer: PreTrainedTokenizerBase, test: Dataset, labe
     sources = test.select(rows)
     scoring = scoring_for(params.seq2seq.target_language, (r for refs in references for r in refs))
     generation = {"num_beams": params.seq2seq.num_beams, "max_new_tokens": params.seq2seq.max_new_tokens}
-    generated, lengths = batched_generate(model.float(), tokenizer, model_features(sources),
-                                          params.evaluate.batch_size, generation, progress=True)
+    features = prompt_features(sources) if families.is_decoder_only(model.config) else model_features(sources)
+    generated, lengths = batched_generate(model.float(), tokenizer, features, params.evaluate.batch_size, generation,
+                                          progress=True)
     metrics = generation_metrics(generated, references, scoring)
     metrics["gen_len"] = float(np.mean(lengths)) if lengths else 0.0  # generated tokens per source
     metrics["references_per_source"] = float(np.mean([len(refs) for refs in references])) if references else 0.0
@@ -399,6 +421,12 @@ def predict(model: Any, tokenizer: Any, records: list[dict[str, Any]], info: dic
     training."""
     s2s = info["params"]["seq2seq"]
     sources = [s2s["source_prefix"] + str(r["text"] if "text" in r else r["source"]) for r in records]
-    generated, _ = batched_generate(model, tokenizer, text_features(tokenizer, sources, info), batch_size,
+    if families.is_decoder_only(model.config):  # the prompts of training: normalised, with their end marker
+        prompts, _ = causal.prompt_ids(tokenizer, [normalize_text(s, info["lowercase"]) for s in sources],
+                                       info["max_length"])
+        features = [{"input_ids": ids} for ids in prompts]
+    else:
+        features = text_features(tokenizer, sources, info)
+    generated, _ = batched_generate(model, tokenizer, features, batch_size,
                                     {"num_beams": s2s["num_beams"], "max_new_tokens": s2s["max_new_tokens"]})
     return [{"generated": g} for g in generated]
