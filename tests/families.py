@@ -82,7 +82,7 @@ class Family:
 
     tokenizer: str                  # transformers tokenizer class
     vocab: str
-    vocab_size: int                 # trained pieces asked for (Unigram stops near 900 on the small fixture corpus)
+    vocab_size: int                 # trained pieces asked for (Unigram stops at 700-950 on the small fixture corpus)
     head: tuple[str, ...]
     tail: tuple[str, ...]
     model: str                      # transformers model class saved (the Hub checkpoint's architecture)
