@@ -24,10 +24,10 @@ from lmtune.cli import run_stage, setup_logging, stage_parser
 from lmtune.config import Params, flatten, load_params
 from lmtune.errors import Interrupted, ParamsError
 from lmtune.io import INFO_FILE, META_FILE
-from lmtune.tasks import TASKS, best_metric
+from lmtune.tasks import TASKS, best_metric, input_fields
 
 logger = logging.getLogger(__name__)
-INFERENCE_PARAMS = ("task", "clean", "tokenize", "ner", "multilabel", "qa", "seq2seq")  # saved with the model
+INFERENCE_PARAMS = ("task", "clean", "tokenize", "ner", "multilabel", "qa", "seq2seq", "sft")  # saved with the model
 
 
 def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, checkpoint_dir: Path) -> dict:
@@ -45,11 +45,12 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, chec
     set_seed(ft.seed)  # before the model is built: the new head's initial weights depend on it
     data, meta = load_from_disk(str(data_dir)), io.read_json(data_dir / META_FILE)
     labels = meta["labels"]
-    tokenizer = models.load_tokenizer(params.model.name_or_path, params.model.revision, spec)
+    tokenizer = models.load_tokenizer(params.model.name_or_path, params.model.revision, spec, params)
     precision = training.resolve_precision(ft.precision)
     model = spec.load_model(params.model.name_or_path, labels, params.model.revision,
                             attn_implementation=training.resolve_attention(ft.attention, precision),
-                            **({"pooling": ft.pooling} if spec.pools else {}))
+                            **({"pooling": ft.pooling} if spec.pools else {}),
+                            **({"quantization": ft.quantization} if ft.quantization != "none" else {}))
     families.pad_token_ids(model.config, tokenizer)  # decoder heads find each row's last token by the pad id
     training.freeze(model, ft)
     training.set_dropout(model, ft.dropout)
@@ -59,13 +60,15 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, chec
     lineage = {"git_commit": tracking.git_commit(), "data_md5": data_md5, "task": params.task.name,
                "dvc_data_md5": tracking.dvc_lock_md5(data_dir) or "not-in-dvc.lock",
                "base_model": params.model.name_or_path}
-    fingerprint = {**{k: dataclasses.asdict(getattr(params, k)) for k in ("task", "model", "fine_tune")},
+    fingerprint = {**{k: dataclasses.asdict(getattr(params, k)) for k in ("task", "model", "fine_tune", "sft")},
                    "data_md5": data_md5}
     generation = {"num_beams": params.seq2seq.num_beams, "max_new_tokens": params.seq2seq.max_new_tokens} \
         if spec.generates else None
     causal = generation if families.generates_causally(spec, model.config) else None  # decoder-only: prompt -> text
+    validation_metrics = spec.compute_metrics(labels, params, data["validation"], tokenizer)  # None: the loss alone
     args = training.training_arguments(ft, checkpoint_dir, precision, has_validation=len(data["validation"]) > 0,
-                                       metric=metric, generation=None if causal else generation)
+                                       metric=metric, generation=None if causal else generation,
+                                       loss_only=validation_metrics is None)
     with args.main_process_first(desc="checkpoints"):  # under DDP rank 0 clears stale checkpoints first
         resume_from = training.prepare_checkpoints(checkpoint_dir, fingerprint, ft.resume)
     settings = {"precision": precision, "attention": model.config._attn_implementation,
@@ -77,10 +80,11 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, chec
     callbacks += [tracking.MlflowMetricsCallback()] if tracking_on else []
     trainer = training.build_trainer(
         model, args, data, tokenizer, spec.collator(tokenizer, model, params, meta["max_length"]),
-        spec.compute_metrics(labels, params, data["validation"], tokenizer), callbacks=callbacks,
+        validation_metrics, callbacks=callbacks,
         patience=ft.early_stopping_patience, group_by_length=ft.group_by_length, logits_outputs=spec.logits_outputs,
         causal_generation=causal)
-    run_ctx = tracking.start_run(params.tracking.experiment, flatten(params), lineage) if tracking_on \
+    run_ctx = tracking.start_run(params.tracking.experiment, flatten(params), lineage, data_dir=data_dir,
+                                 rows={split: len(ds) for split, ds in data.items()}) if tracking_on \
         else contextlib.nullcontext(None)
     with run_ctx as mlflow_run:
         result = trainer.train(resume_from_checkpoint=resume_from)
@@ -101,7 +105,11 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, chec
                                                         "tracking_uri": tracking.tracking_uri()})
                 if params.tracking.log_model:
                     summary["registered_version"] = tracking.log_model(
-                        tmp, params.tracking.registered_model.format(task=params.task.name), spec.input_fields)
+                        tmp, params.tracking.registered_model.format(task=params.task.name),
+                        input_fields(spec, params.task.text_pair_column))  # text_pair too for a pair model
+                    tracking.tag_version(params.tracking.registered_model.format(task=params.task.name),
+                                         summary["registered_version"],
+                                         {**lineage, f"val_best_{metric}": summary["best_metric"]})
     plots.learning_curves(train_rows, val_rows, metric, reports_dir / "learning_curves.png",
                           best_step=summary["best_step"])
     shutil.rmtree(checkpoint_dir, ignore_errors=True)  # finished: nothing left to resume
@@ -122,6 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     summary = run(params, args.data_dir, args.model_dir, args.reports_dir, args.checkpoints)
     if summary:
         io.write_json(args.reports_dir / "train.json", summary)
+        metric = best_metric(TASKS[params.task.name], params.fine_tune.metric_for_best_model)
+        io.write_json(args.reports_dir / tracking.TRAIN_SUMMARY, tracking.train_summary(summary, metric))  # DVC metric
         logger.info("training done: %s", summary)
 
 

@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 def run(params: Params, in_dir: Path, out_dir: Path) -> dict:
     spec = TASKS[params.task.name]
-    tokenizer = models.load_tokenizer(params.model.name_or_path, params.model.revision, spec)  # refuses a bad pair
+    tokenizer = models.load_tokenizer(params.model.name_or_path, params.model.revision, spec, params)  # refuses a bad pair
     meta = io.read_json(in_dir / META_FILE)
     with tempfile.TemporaryDirectory(prefix="lmtune-tokenize-") as work:  # memory-mapped input and map() output
         ds = io.mapped_parquet(in_dir / DATA_FILE, Path(work))

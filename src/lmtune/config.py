@@ -21,6 +21,7 @@ from lmtune.errors import ParamsError
 class TaskParams:
     name: str  # key in lmtune.tasks.TASKS
     text_column: str  # input column holding the text
+    text_pair_column: str  # input column holding a pair's second text (classification, multilabel, regression); "" = single text
     label_column: str  # input column holding the label (name or number)
     split_column: str  # optional column with train/validation/test per row; "" splits by fractions
 
@@ -72,6 +73,24 @@ class Seq2SeqParams:
 
 
 @dataclass(frozen=True)
+class SftParams:
+    instruction_field: str  # Alpaca records: the instruction
+    input_field: str  # Alpaca: optional extra input, appended to the instruction after a blank line
+    output_field: str  # Alpaca: the answer
+    system_field: str  # Alpaca: optional system prompt
+    history_field: str  # Alpaca: optional earlier [question, answer] pairs
+    messages_field: str  # chat records: [{role, content}] (OpenAI form)
+    conversations_field: str  # ShareGPT records: [{from, value}]
+    fallback_template: Literal["alpaca", "chatml"]  # chat template for a model whose tokenizer has none
+    train_on_prompt: bool  # false: loss on the assistant turns only
+    packing: bool  # several conversations per row, attention and loss kept apart (no padding)
+    num_beams: int  # generation at test and prediction time
+    max_new_tokens: int
+    temperature: float  # 0: greedy (or beam search); > 0: sampling at this temperature
+    top_p: float  # nucleus sampling mass when temperature > 0
+
+
+@dataclass(frozen=True)
 class TokenizeParams:
     max_length: int  # longer texts are truncated (and counted)
     batch_size: int  # rows per tokenizer call
@@ -108,7 +127,9 @@ class FineTuneParams:
     lora_rank: int  # > 0: train LoRA adapters of this rank (peft) instead of all weights; 0 = full fine-tuning
     lora_alpha: int  # LoRA scaling numerator (scale = alpha / rank)
     lora_dropout: float
-    lora_target_modules: str  # comma-separated module names to adapt, e.g. "query,value"
+    lora_target_modules: str  # comma-separated module names to adapt, e.g. "query,value"; all-linear: every linear
+    gradient_checkpointing: bool  # recompute activations in the backward pass: less memory, ~30% slower
+    quantization: Literal["none", "4bit"]  # 4bit: QLoRA (bitsandbytes NF4 base weights + LoRA), CUDA only
     eval_strategy: Literal["epoch", "steps"]
     eval_steps: int  # used when eval_strategy is "steps"
     logging_steps: int
@@ -147,6 +168,7 @@ class Params:
     multilabel: MultilabelParams
     qa: QaParams
     seq2seq: Seq2SeqParams
+    sft: SftParams
     tokenize: TokenizeParams
     split: SplitParams
     fine_tune: FineTuneParams
@@ -183,6 +205,10 @@ _RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("multilabel", lambda s: s.label_separator != "", "label_separator must not be empty"),
     ("qa", lambda s: s.stride >= 0 and s.max_answer_length >= 1 and s.n_best >= 1,
      "stride must be >= 0, max_answer_length and n_best >= 1"),
+    ("sft", lambda s: s.num_beams >= 1 and s.max_new_tokens >= 1 and s.temperature >= 0 and 0 < s.top_p <= 1,
+     "num_beams and max_new_tokens must be >= 1, temperature >= 0, top_p in (0, 1]"),
+    ("fine_tune", lambda s: s.quantization == "none" or s.lora_rank > 0,
+     "quantization: 4bit trains LoRA adapters on frozen 4-bit weights; set lora_rank > 0"),
     ("seq2seq", lambda s: s.num_beams >= 1 and s.max_new_tokens >= 1 and s.max_target_length >= 1,
      "num_beams, max_new_tokens and max_target_length must be >= 1"),
 ]
@@ -255,13 +281,26 @@ def params_from_dict(raw: Any, source: str = "params.yaml") -> Params:
 
         if built["task"].name not in TASKS:
             problems.append(f"task.name: unknown task {built['task'].name!r}; choose one of {', '.join(TASKS)}")
-        elif built.get("fine_tune") is not None:
+        elif built["task"].text_pair_column and not TASKS[built["task"].name].pairs:
+            problems.append(f"task.text_pair_column: {built['task'].name} takes one text; set it to \"\" (sentence "
+                            f"pairs work with classification, multilabel and regression)")
+        elif built["task"].text_pair_column and built["task"].text_pair_column == built["task"].text_column:
+            problems.append("task.text_pair_column: must differ from task.text_column (or be \"\" for one text)")
+        task, ft, model = built["task"].name, built.get("fine_tune"), built.get("model")
+        if task in TASKS and ft is not None:
             from lmtune.tasks import best_metric
 
             try:
-                best_metric(TASKS[built["task"].name], built["fine_tune"].metric_for_best_model)
+                best_metric(TASKS[task], ft.metric_for_best_model)
             except ParamsError as err:
                 problems.append(str(err))
+            if ft.quantization != "none" and task != "sft":
+                problems.append("fine_tune.quantization: 4bit (QLoRA) applies to task sft (decoder-only LLMs); set "
+                                "it to none")
+        if task == "sft" and model is not None and model.name_or_path.startswith("packaged:"):
+            problems.append(f"model.name_or_path: task sft fine-tunes a decoder-only causal LM, and "
+                            f"{model.name_or_path} is an encoder; set it to one, e.g. Qwen/Qwen2.5-0.5B-Instruct "
+                            f"or a local directory")
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
         raise ParamsError(f"{source} has {len(problems)} problem(s); fix them and run again:\n{lines}")

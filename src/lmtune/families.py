@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from lmtune.tasks import TaskSpec
 
 Kind = Literal["encoder", "decoder", "encoder-decoder"]
-Head = Literal["sequence-classification", "token-classification", "question-answering", "generation"]
+Head = Literal["sequence-classification", "token-classification", "question-answering", "generation", "causal-lm"]
 
 HEADS: dict[str, dict[str, str]] = {  # task head -> {model_type: class name}, transformers' own tables
     "sequence-classification": modeling_auto.MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
@@ -54,6 +54,7 @@ WORKS_INSTEAD = {  # what a refused user can pick, by head
                           "ELECTRA, ...) or BART",
     "generation": "an encoder-decoder (T5, mT5, BART, Marian), a decoder-only LLM (GPT-2, Llama, Qwen2), or an encoder "
                   "that can be warm-started as a decoder",
+    "causal-lm": "a decoder-only LLM (Qwen/Qwen2.5-0.5B-Instruct, meta-llama/Llama-3.2-1B-Instruct, gpt2, ...)",
 }
 
 
@@ -91,6 +92,8 @@ class Family:
     def refusal(self, spec: TaskSpec) -> str | None:
         """Why this family cannot do `spec`'s task, or None when it can."""
         what = f"{self.model_type} ({self.kind})"
+        if spec.head == "causal-lm":
+            return None if self.kind == "decoder" else f"{what} is not a decoder-only causal LM, which {spec.name} trains"
         if spec.head == "generation":
             if self.kind == "encoder" and self.model_type not in CAUSAL_LM:
                 return (f"{what} cannot be warm-started as a decoder for {spec.name}: transformers has no causal-LM "

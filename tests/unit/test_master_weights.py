@@ -88,7 +88,8 @@ def test_every_tasks_declared_metrics_are_what_its_metric_functions_return():
     assert set(metrics.regression_metrics(y.astype(float), y.astype(float))) == set(TASKS["regression"].metrics)
     assert set(ner.seqeval_scores([["B-X", "O"]], [["B-X", "O"]])[0]) == set(TASKS["ner"].metrics)
     assert set(qa.squad_metrics(["a"], [["a"]])) == set(TASKS["qa"].metrics)
-    assert set(TASKS["translation"].metrics) <= set(seq2seq.generation_metrics(["a b c d"], ["a b c d"]))
+    scoring = seq2seq.scoring_for("auto", ["a b c d"])
+    assert set(TASKS["translation"].metrics) <= set(seq2seq.generation_metrics(["a b c d"], [["a b c d"]], scoring))
 
 
 def test_validation_logits_skip_the_cache_and_encoder_states_of_encoder_decoder_heads():

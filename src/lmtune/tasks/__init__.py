@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lmtune.errors import ParamsError
-from lmtune.tasks import classification, multilabel, ner, qa, regression, seq2seq
+from lmtune.tasks import classification, multilabel, ner, qa, regression, seq2seq, sft
 from lmtune.tasks.base import PLOT_KINDS, EvalResult  # noqa: F401 - re-exported
 
 
@@ -44,14 +44,25 @@ class TaskSpec:
     metrics: tuple[str, ...]  # the validation metrics compute_metrics returns (the Trainer adds loss)
     input_fields: tuple[str, ...] = ("text",)  # fields every prediction request needs (lmtune predict, MLflow serving);
     # a plain-text input line becomes {"text": line}, so single-input tasks use ("text",)
-    alternative_input: str | None = None  # a field that may stand in for input_fields (NER: a "tokens" list)
+    alternative_input: str | tuple[str, ...] | None = None  # fields that may stand in for input_fields (NER: tokens)
     generates: bool = False  # sequence-to-sequence: Seq2SeqTrainer, with generation during validation
     pools: bool = False  # one prediction per text from a pooled representation: fine_tune.pooling applies
+    pairs: bool = False  # takes sentence pairs (task.text_pair_column): a second input field, PAIR_FIELD
     # what the task needs from a model family (lmtune.families checks it before any heavy work)
     head: str = "sequence-classification"  # or token-classification, question-answering, generation
     needs_offsets: bool = False  # maps tokens back to words or characters: a fast tokenizer
     split_words: bool = False  # feeds pre-split words: byte-level BPE tokenizers need add_prefix_space
     logits_outputs: int = 1  # leading model outputs that validation metrics read (QA: start and end logits)
+    prepare_tokenizer: Callable[..., Any] | None = None  # (tokenizer, params): task setup saved with it (sft: template)
+
+
+PAIR_FIELD = "text_pair"  # a prediction request's second text, for a model trained on pairs
+
+
+def input_fields(spec: TaskSpec, text_pair_column: str) -> tuple[str, ...]:
+    """The fields a prediction request needs for a model trained with task.text_pair_column (read back from the
+    model's lmtune.json by lmtune predict and MLflow serving): the task's, plus PAIR_FIELD for a pair model."""
+    return (*spec.input_fields, PAIR_FIELD) if spec.pairs and text_pair_column else spec.input_fields
 
 
 def AVERAGED(*averages: str) -> tuple[str, ...]:
@@ -84,6 +95,7 @@ TASKS: dict[str, TaskSpec] = {
         evaluate=classification.evaluate,
         predict=classification.predict,
         pools=True,
+        pairs=True,
         default_metric="f1_macro",
         metrics=CLASSIFICATION_METRICS,
     ),
@@ -98,6 +110,7 @@ TASKS: dict[str, TaskSpec] = {
         evaluate=multilabel.evaluate,
         predict=multilabel.predict,
         pools=True,
+        pairs=True,
         default_metric="f1_micro",
         metrics=("subset_accuracy", "hamming_loss", "f1_samples", *AVERAGED("micro", "macro")),
     ),
@@ -112,6 +125,7 @@ TASKS: dict[str, TaskSpec] = {
         evaluate=regression.evaluate,
         predict=regression.predict,
         pools=True,
+        pairs=True,
         default_metric="mse",
         metrics=("mse", "rmse", "mae", "r2", "pearson", "spearman"),
     ),
@@ -165,5 +179,22 @@ TASKS: dict[str, TaskSpec] = {
         head="token-classification",
         needs_offsets=True,
         split_words=True,
+    ),
+    "sft": TaskSpec(
+        name="sft",
+        clean=sft.clean,
+        tokenize=sft.tokenize,
+        stratify_column=None,
+        load_model=sft.load_model,
+        collator=sft.collator,
+        compute_metrics=sft.compute_metrics,
+        evaluate=sft.evaluate,
+        predict=sft.predict,
+        default_metric="loss",  # validation is the answer-token loss (cheap, no generation)
+        metrics=(),
+        input_fields=("text",),  # a plain text line is one user message
+        alternative_input=("messages", "instruction"),
+        head="causal-lm",
+        prepare_tokenizer=sft.prepare_tokenizer,
     ),
 }
