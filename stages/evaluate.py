@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
-from datasets import DatasetDict, load_from_disk
+from datasets import Dataset, DatasetDict, load_from_disk
 from transformers import AutoTokenizer
 
 from lmtune import io, tracking
@@ -26,10 +27,13 @@ from lmtune.text import normalize_text
 logger = logging.getLogger(__name__)
 
 
-def leaked_texts(seen: list[str], test: list[str]) -> list[str]:
+def leaked_texts(seen: list[Any], test: list[Any]) -> list[Any]:
     """Distinct test texts whose case-folded normalised form also appears in `seen`, in test order. Distinct, so
-    a long QA question counts once, not once per window (its windows share the question-and-context text)."""
-    def key(t: str) -> str:
+    a long QA question counts once, not once per window (its windows share the question-and-context text). A
+    sentence pair is a (text, text_pair) tuple and leaks when the whole pair, in that order, is seen."""
+    def key(t: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        if isinstance(t, tuple):
+            return tuple(normalize_text(part, lowercase=True) for part in t)
         return normalize_text(t, lowercase=True)
 
     seen_keys = {key(t) for t in seen}
@@ -39,8 +43,15 @@ def leaked_texts(seen: list[str], test: list[str]) -> list[str]:
 def leakage(data: DatasetDict) -> dict[str, list[str]]:
     """Test texts also found in train, and in validation (which picks the checkpoint, so a leak there inflates the
     test score too): {"train": [...], "validation": [...]}."""
-    test = data["test"]["text"]
-    return {name: leaked_texts(data[name]["text"], test) for name in ("train", "validation")}
+    test = inputs(data["test"])
+    return {name: leaked_texts(inputs(data[name]), test) for name in ("train", "validation")}
+
+
+def inputs(ds: Dataset) -> list[Any]:
+    """The `text` of each row, or (text, text_pair) for sentence pairs: what the leakage check compares."""
+    if "text_pair" in ds.column_names:
+        return list(zip(ds["text"], ds["text_pair"]))
+    return ds["text"]
 
 
 def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path) -> dict:
@@ -78,10 +89,12 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path) -> d
             if kind in result.plots:
                 io.write_json(tmp / kind / "test.json", result.plots[kind])
     io.write_json(reports_dir / "metrics.json", metrics)
+    io.write_json(reports_dir / tracking.TEST_SUMMARY, tracking.headline_metrics(params.task.name, metrics))  # DVC's
     if tracking_on:
         artifacts = [reports_dir / "metrics.json", *sorted(p for p in eval_dir.rglob("*") if p.suffix in (".json", ".png"))]
         artifacts += [reports_dir / "learning_curves.png"] if (reports_dir / "learning_curves.png").is_file() else []
-        tracking.log_to_run(io.read_json(run_file)["run_id"], {f"test_{k}": v for k, v in metrics.items()}, artifacts)
+        tracking.log_to_run(io.read_json(run_file)["run_id"], {f"test_{k}": v for k, v in metrics.items()}, artifacts,
+                            task=params.task.name)
     return metrics
 
 

@@ -1,6 +1,7 @@
 """The MLflow pyfunc wrapper: a registered lmtune model loads with `mlflow.pyfunc.load_model("models:/NAME/VERSION")`
 and serves with `mlflow models serve`. Input: a DataFrame with the task's input columns (`text` for classification;
-`question` and `context` for qa, ...); the logged signature names them. Output: one row per input with the
+`question` and `context` for qa; `text` and `text_pair` for a model trained on sentence pairs, ...); the logged
+signature names them. Output: one row per input with the
 prediction fields (label and score, entities, answer, generated text, ...)."""
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ class LmtuneModel(mlflow.pyfunc.PythonModel):
         if isinstance(model_input, pd.DataFrame):
             records = model_input.to_dict(orient="records")
         else:
-            records = [{self.predictor.spec.input_fields[0]: str(t)} for t in model_input]
+            records = [{self.predictor.input_fields[0]: str(t)} for t in model_input]
         rows = self.predictor.predict(records)
-        inputs = set(self.predictor.spec.input_fields)
+        inputs = set(self.predictor.input_fields)
         return pd.DataFrame([{k: v for k, v in row.items() if k not in inputs and k != "scores"} for row in rows])
 
 

@@ -20,7 +20,7 @@ from lmtune.modeling import MeanPoolingConfig, MeanPoolingForSequenceClassificat
 from lmtune.tasks.base import EvalResult
 from lmtune.io import DATA_FILE, REJECTED_FILE
 from lmtune.text import StreamedClean, first_row_number, label_codes, mark_rows, \
-    normalize_text, repeats, require_columns, sorted_labels, text_keys
+    normalize_text, repeats, require_columns, row_keys, sorted_labels
 
 if TYPE_CHECKING:
     from lmtune.config import Params
@@ -31,11 +31,13 @@ SPLIT_NAMES = {"train": "train", "validation": "validation", "valid": "validatio
 
 def iter_labelled_texts(path: Path, params: Params, label_cell: Callable[[Any], str] | None = None,
                         chunk_rows: int = io.CHUNK_ROWS) -> Iterator[pd.DataFrame]:
-    """The input file in chunks of columns text, label (strings), row (1-based line) and, with a split column,
-    split. `label_cell` turns one raw label cell into its string (default: the cell as text, "" when missing),
+    """The input file in chunks of columns text, label (strings), row (1-based line), with task.text_pair_column
+    text_pair (the pair's second text) and, with a split column, split. `label_cell` turns one raw label cell into its string (default: the cell as text, "" when missing),
     e.g. a multi-label list into "a|b"."""
     t = params.task
     columns = {"task.text_column": t.text_column, "task.label_column": t.label_column}
+    if t.text_pair_column:
+        columns["task.text_pair_column"] = t.text_pair_column
     if t.split_column:
         columns["task.split_column"] = t.split_column
     first_row = first_row_number(path, params.clean.input_format)
@@ -53,6 +55,8 @@ def iter_labelled_texts(path: Path, params: Params, label_cell: Callable[[Any], 
             "label": df[t.label_column].map(label_cell) if label_cell else df[t.label_column].fillna("").astype(str),
             "row": first_row + df.index.to_numpy(),
         }, index=df.index)
+        if t.text_pair_column:  # a sentence pair's second text
+            frame.insert(1, "text_pair", df[t.text_pair_column].fillna("").astype(str))
         if t.split_column and df[t.split_column].isna().all() and jsonl:
             no_split = no_split or int(frame["row"].iloc[0])  # reported once the column is known to exist
             frame["split"] = None
@@ -94,7 +98,7 @@ def no_rows_left(path: Path, rejected: pd.DataFrame | int) -> DataError:
 # chunks and keeps only fixed-size numbers per row: the reason code, a 128-bit hash of the normalised text and a
 # label key (25 bytes a row). Duplicates and conflicts are then decided with numpy, so the label set and counts are
 # known before anything is written. Pass 2 reads the input again and writes the kept rows and the rejected ones.
-REASONS = ("", "empty_text", "too_short", "missing_label", "label_not_a_number", "duplicate", "conflicting_labels")
+REASONS = ("", "empty_text", "empty_text_pair", "too_short", "missing_label", "label_not_a_number", "duplicate", "conflicting_labels")
 KEPT, DUPLICATE, CONFLICTING = 0, REASONS.index("duplicate"), REASONS.index("conflicting_labels")
 
 
@@ -136,7 +140,7 @@ def scan_rows(rows: ChunkedRows, label_key: Callable[[pd.DataFrame], np.ndarray]
     reasons, texts, keys, names = [], [], [], {}
     for chunk in rows:
         reasons.append(pd.Categorical(chunk["reason"], categories=REASONS).codes.astype(np.uint8))
-        texts.append(text_keys(chunk["text"]))
+        texts.append(row_keys(chunk))  # a pair's key covers both texts
         keys.append(label_key(chunk) if label_key else label_codes(chunk["label"], names))
     reason, keys, texts = np.concatenate(reasons), np.concatenate(keys), np.concatenate(texts)  # frees the chunks
     conflicting, duplicate = repeats(texts, keys, reason == KEPT)
@@ -149,7 +153,10 @@ def streamed_result(rows: ChunkedRows, scan: Scan, labels: list[str], summary: d
                     add_columns: Callable[[pd.DataFrame], pd.DataFrame], fields: list[pa.Field]) -> StreamedClean:
     """The StreamedClean whose write() is pass 2: kept rows (plus `add_columns`, typed by `fields`) to data.parquet
     in fixed row groups, rejected rows appended to rejected.csv, both in file order."""
+    pair = bool(rows.params.task.text_pair_column)
     base = [pa.field("text", pa.string()), pa.field("label", pa.string()), pa.field("row", pa.int64())]
+    if pair:
+        base.insert(1, pa.field("text_pair", pa.string()))
     if rows.params.task.split_column:
         base.append(pa.field("split", pa.string()))
     schema = pa.schema(base + fields)
@@ -158,7 +165,8 @@ def streamed_result(rows: ChunkedRows, scan: Scan, labels: list[str], summary: d
         start = 0
         with io.ParquetRowGroups(out_dir / DATA_FILE, schema) as data, \
                 open(out_dir / REJECTED_FILE, "w", encoding="utf-8", newline="") as rejected:
-            rejected.write("row,reason,label,text\n")
+            rejected.write("row,reason,label,text,text_pair\n" if pair else "row,reason,label,text\n")
+            columns = ["row", "reason", "label", "original"] + (["original_pair"] if pair else [])
             for chunk in rows:
                 reason = scan.reason[start:start + len(chunk)]
                 start += len(chunk)
@@ -166,7 +174,7 @@ def streamed_result(rows: ChunkedRows, scan: Scan, labels: list[str], summary: d
                 if keep.any():
                     data.write(pa.Table.from_pandas(add_columns(chunk[keep]), schema=schema, preserve_index=False))
                 dropped = chunk[~keep].assign(reason=np.asarray(REASONS, dtype=object)[reason[~keep]])
-                dropped[["row", "reason", "label", "original"]].to_csv(rejected, header=False, index=False)
+                dropped[columns].to_csv(rejected, header=False, index=False)
 
     counts = np.bincount(scan.reason, minlength=len(REASONS))
     by_reason = {name: int(counts[i]) for i, name in enumerate(REASONS) if i != KEPT and counts[i]}
@@ -191,21 +199,64 @@ def clean(path: Path, params: Params, chunk_rows: int = io.CHUNK_ROWS) -> Stream
                            [pa.field("label_id", pa.int64())])
 
 
+def encode_inputs(tokenizer: PreTrainedTokenizerBase, texts: list[str], pairs: list[str] | None,
+                  max_length: int) -> Any:
+    """One text per input, or with `pairs` a sentence pair encoded as the model's pair (separator, segment ids where
+    the model has them) and truncated longest_first: tokens come off the longer text first, so a short premise
+    survives a long hypothesis."""
+    if pairs is None:
+        return tokenizer(texts, truncation=True, max_length=max_length, return_token_type_ids=False)
+    return tokenizer(texts, pairs, truncation="longest_first", max_length=max_length)
+
+
+def features_of(enc: Any) -> list[dict[str, list[int]]]:
+    """Per-input feature dicts (input_ids, attention_mask and token_type_ids where encoded) for batched_logits."""
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in enc]
+    return [dict(zip(names, values)) for values in zip(*(enc[n] for n in names))]
+
+
+def truncated_sides(tokenizer: PreTrainedTokenizerBase, enc: Any, texts: list[str],
+                    pairs: list[str]) -> tuple[list[bool], list[bool]]:
+    """Whether each pair lost tokens of its first and of its second text: each side's tokens kept in `enc` (the
+    truncated pair encoding) against the side encoded alone without truncation."""
+    full = [[len(ids) for ids in tokenizer(side, add_special_tokens=False)["input_ids"]] for side in (texts, pairs)]
+    first, second = [], []
+    for i, encoding in enumerate(enc.encodings):
+        side = encoding.sequence_ids
+        first.append(side.count(0) < full[0][i])
+        second.append(side.count(1) < full[1][i])
+    return first, second
+
+
 def encode_texts(ds: Dataset, tokenizer: PreTrainedTokenizerBase, params: Params,
                  labels_of: Any) -> tuple[Dataset, dict[str, int]]:
-    """Tokenize `text` without padding (batches are padded at training time) and count truncated texts;
-    `labels_of(batch)` gives the `labels` column. Shared by the text-level tasks."""
+    """Tokenize `text` (and `text_pair`, a sentence pair's second text, when the data has it) without padding
+    (batches are padded at training time) and count truncated inputs; `labels_of(batch)` gives the `labels`
+    column. Shared by the text-level tasks."""
     max_length = params.tokenize.max_length
+    pair = "text_pair" in ds.column_names
 
     def encode(batch: dict[str, list[Any]], indices: list[int]) -> dict[str, list[Any]]:
-        enc = tokenizer(batch["text"], truncation=True, max_length=max_length, return_token_type_ids=False)
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
-                "labels": labels_of(batch), "length": [len(ids) for ids in enc["input_ids"]],
-                "truncated": [bool(e.overflowing) for e in enc.encodings], "example_id": indices}
+        enc = encode_inputs(tokenizer, batch["text"], batch["text_pair"] if pair else None, max_length)
+        out = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+               "labels": labels_of(batch), "length": [len(ids) for ids in enc["input_ids"]],
+               "truncated": [bool(e.overflowing) for e in enc.encodings], "example_id": indices}
+        if pair:
+            out["truncated_first"], out["truncated_second"] = truncated_sides(tokenizer, enc, batch["text"],
+                                                                              batch["text_pair"])
+            out["truncated"] = [a or b for a, b in zip(out["truncated_first"], out["truncated_second"])]
+            if "token_type_ids" in enc:  # segment ids: which text each token belongs to (BERT-style models)
+                out["token_type_ids"] = enc["token_type_ids"]
+        return out
 
     out = ds.map(encode, batched=True, with_indices=True, batch_size=params.tokenize.batch_size, desc="tokenize",
-                 remove_columns=[c for c in ds.column_names if c not in ("text", "row", "split")])
-    return out, {"truncated_texts": int(io.column_numpy(out, "truncated").sum())}
+                 remove_columns=[c for c in ds.column_names if c not in ("text", "text_pair", "row", "split")])
+    if not pair:
+        return out, {"truncated_texts": int(io.column_numpy(out, "truncated").sum())}
+    stats = {"truncated_pairs": int(io.column_numpy(out, "truncated").sum()),
+             "truncated_first_texts": int(io.column_numpy(out, "truncated_first").sum()),
+             "truncated_second_texts": int(io.column_numpy(out, "truncated_second").sum())}
+    return out.remove_columns(["truncated_first", "truncated_second"]), stats
 
 
 def tokenize(ds: Dataset, tokenizer: PreTrainedTokenizerBase, params: Params,
@@ -247,23 +298,41 @@ def compute_metrics(labels: list[str], params: Params, eval_dataset: Dataset, to
     return fn
 
 
-def text_features(tokenizer: Any, texts: list[str], info: dict[str, Any]) -> list[dict[str, list[int]]]:
-    """Normalise and tokenize raw texts the way clean and tokenize did for training."""
-    clean = [normalize_text(t, info["lowercase"]) for t in texts]
-    enc = tokenizer(clean, truncation=True, max_length=info["max_length"], return_token_type_ids=False)
-    return [{"input_ids": ids, "attention_mask": mask} for ids, mask in zip(enc["input_ids"], enc["attention_mask"])]
+def text_features(tokenizer: Any, texts: list[str], info: dict[str, Any],
+                  pairs: list[str] | None = None) -> list[dict[str, list[int]]]:
+    """Normalise and tokenize raw texts (and a pair's second texts) the way clean and tokenize did for training."""
+    def clean(values: list[str]) -> list[str]:
+        return [normalize_text(t, info["lowercase"]) for t in values]
+
+    return features_of(encode_inputs(tokenizer, clean(texts), None if pairs is None else clean(pairs),
+                                     info["max_length"]))
+
+
+def record_features(tokenizer: Any, records: list[dict[str, Any]], info: dict[str, Any]) -> list[dict[str, list[int]]]:
+    """text_features of prediction records: {"text"}, or {"text", "text_pair"} for a model trained on pairs."""
+    pair = info.get("params", {}).get("task", {}).get("text_pair_column", "")
+    return text_features(tokenizer, [r["text"] for r in records], info,
+                         [r["text_pair"] for r in records] if pair else None)
 
 
 def model_features(ds: Dataset) -> list[dict[str, list[int]]]:
-    return [{"input_ids": ids, "attention_mask": mask} for ids, mask in zip(ds["input_ids"], ds["attention_mask"])]
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in ds.column_names]
+    return [dict(zip(names, values)) for values in zip(*(ds[n] for n in names))]
+
+
+def input_rows(ds: Dataset) -> list[dict[str, str]]:
+    """{"text"} of each row, or {"text", "text_pair"} for sentence pairs: the input fields of predictions.jsonl."""
+    if "text_pair" not in ds.column_names:
+        return [{"text": text} for text in ds["text"]]
+    return [{"text": a, "text_pair": b} for a, b in zip(ds["text"], ds["text_pair"])]
 
 
 def evaluate(model: Any, tokenizer: PreTrainedTokenizerBase, test: Dataset, labels: list[str],
              params: Params) -> EvalResult:
     probs = softmax(batched_logits(model, tokenizer, model_features(test), params.evaluate.batch_size, progress=True))
     y_true, y_pred = np.asarray(test["labels"]), probs.argmax(axis=-1)
-    predictions = [{"text": text, "label": labels[t], "predicted": labels[p], "score": round(float(pr[p]), 6)}
-                   for text, t, p, pr in zip(test["text"], y_true, y_pred, probs)]
+    predictions = [{**inputs, "label": labels[t], "predicted": labels[p], "score": round(float(pr[p]), 6)}
+                   for inputs, t, p, pr in zip(input_rows(test), y_true, y_pred, probs)]
     per_class = metrics.per_class_report(y_true, y_pred, labels)
     scored = metrics.label_rows(per_class)  # labels absent from test are listed in per_class, not drawn as 0
     matrix = metrics.confusion(y_true, y_pred, len(labels))
@@ -283,8 +352,7 @@ def evaluate(model: Any, tokenizer: PreTrainedTokenizerBase, test: Dataset, labe
 
 def predict(model: Any, tokenizer: Any, records: list[dict[str, Any]], info: dict[str, Any],
             batch_size: int) -> list[dict[str, Any]]:
-    probs = softmax(batched_logits(model, tokenizer, text_features(tokenizer, [r["text"] for r in records], info),
-                                   batch_size))
+    probs = softmax(batched_logits(model, tokenizer, record_features(tokenizer, records, info), batch_size))
     labels = info["labels"]
     return [{"label": labels[int(p.argmax())], "score": round(float(p.max()), 6),
              "scores": {name: round(float(s), 6) for name, s in zip(labels, p)}} for p in probs]

@@ -24,8 +24,8 @@ from lmtune.errors import DataError
 from lmtune.inference import batched_logits
 from lmtune.tasks import classification
 from lmtune.tasks.base import EvalResult
-from lmtune.tasks.classification import ChunkedRows, encode_texts, model_features, no_rows_left, scan_rows, \
-    streamed_result, text_features
+from lmtune.tasks.classification import ChunkedRows, encode_texts, input_rows, model_features, no_rows_left, \
+    record_features, scan_rows, streamed_result
 from lmtune.text import StreamedClean, sorted_labels
 
 if TYPE_CHECKING:
@@ -122,8 +122,9 @@ def evaluate(model: Any, tokenizer: PreTrainedTokenizerBase, test: Dataset, labe
     y_true = np.asarray(test["labels"]).astype(int)  # (texts, labels) 0/1
     y_pred = (probs >= params.multilabel.threshold).astype(int)
     names = np.asarray(labels)
-    predictions = [{"text": text, "labels": names[t == 1].tolist(), "predicted": names[p == 1].tolist(),
-                    "scores": label_scores(labels, pr)} for text, t, p, pr in zip(test["text"], y_true, y_pred, probs)]
+    predictions = [{**inputs, "labels": names[t == 1].tolist(), "predicted": names[p == 1].tolist(),
+                    "scores": label_scores(labels, pr)} for inputs, t, p, pr in zip(input_rows(test), y_true, y_pred,
+                                                                                    probs)]
     per_label = metrics.per_class_report(y_true, y_pred, labels)  # sklearn reads indicator matrices per column
     scored = metrics.label_rows(per_label)  # labels with no true or predicted positive: listed, not drawn as 0
     # Every (text, label) pair is one binary decision: the micro-averaged curve is the two-class curve over them.
@@ -141,7 +142,6 @@ def predict(model: Any, tokenizer: Any, records: list[dict[str, Any]], info: dic
             batch_size: int) -> list[dict[str, Any]]:
     """Every label at or above the trained model's multilabel.threshold (saved in lmtune.json), and all scores."""
     threshold, labels = info["params"]["multilabel"]["threshold"], info["labels"]
-    probs = expit(batched_logits(model, tokenizer, text_features(tokenizer, [r["text"] for r in records], info),
-                                 batch_size))
+    probs = expit(batched_logits(model, tokenizer, record_features(tokenizer, records, info), batch_size))
     return [{"labels": [name for name, s in zip(labels, p) if s >= threshold], "scores": label_scores(labels, p)}
             for p in probs]

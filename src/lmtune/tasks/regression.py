@@ -21,8 +21,8 @@ from lmtune.errors import DataError
 from lmtune.inference import batched_logits
 from lmtune.tasks import classification
 from lmtune.tasks.base import EvalResult
-from lmtune.tasks.classification import ChunkedRows, encode_texts, model_features, no_rows_left, scan_rows, \
-    streamed_result, text_features
+from lmtune.tasks.classification import ChunkedRows, encode_texts, input_rows, model_features, no_rows_left, \
+    record_features, scan_rows, streamed_result
 from lmtune.text import StreamedClean
 
 if TYPE_CHECKING:
@@ -92,8 +92,8 @@ def evaluate(model: Any, tokenizer: PreTrainedTokenizerBase, test: Dataset, labe
              params: Params) -> EvalResult:
     predicted = batched_logits(model, tokenizer, model_features(test), params.evaluate.batch_size, progress=True)[:, 0]
     actual = np.asarray(test["labels"], dtype=np.float64)
-    predictions = [{"text": text, "target": round(float(a), 6), "predicted": round(float(p), 6),
-                    "error": round(float(p - a), 6)} for text, a, p in zip(test["text"], actual, predicted)]
+    predictions = [{**inputs, "target": round(float(a), 6), "predicted": round(float(p), 6),
+                    "error": round(float(p - a), 6)} for inputs, a, p in zip(input_rows(test), actual, predicted)]
     return EvalResult(metrics=metrics.regression_metrics(actual, predicted), predictions=predictions,
                       plots={"actual_vs_predicted": [{"actual": p["target"], "predicted": p["predicted"]}
                                                      for p in predictions]},
@@ -103,5 +103,5 @@ def evaluate(model: Any, tokenizer: PreTrainedTokenizerBase, test: Dataset, labe
 
 def predict(model: Any, tokenizer: Any, records: list[dict[str, Any]], info: dict[str, Any],
             batch_size: int) -> list[dict[str, Any]]:
-    values = batched_logits(model, tokenizer, text_features(tokenizer, [r["text"] for r in records], info), batch_size)
+    values = batched_logits(model, tokenizer, record_features(tokenizer, records, info), batch_size)
     return [{"value": round(float(v), 6)} for v in values[:, 0]]
