@@ -51,7 +51,8 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, chec
                             attn_implementation=training.resolve_attention(ft.attention, precision),
                             **({"pooling": ft.pooling} if spec.pools else {}),
                             **({"quantization": ft.quantization} if ft.quantization != "none" else {}))
-    families.pad_token_ids(model.config, tokenizer)  # decoder heads find each row's last token by the pad id
+    # decoder heads find each row's last token by the pad id
+    families.pad_token_ids(model.config, tokenizer, getattr(model, "generation_config", None))
     training.freeze(model, ft)
     training.set_dropout(model, ft.dropout)
     model = training.apply_lora(model, ft)
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     if summary:
         io.write_json(args.reports_dir / "train.json", summary)
         metric = best_metric(TASKS[params.task.name], params.fine_tune.metric_for_best_model)
-        io.write_json(args.reports_dir / tracking.TRAIN_SUMMARY, tracking.train_summary(summary, metric))  # DVC metric
+        io.write_json(args.reports_dir / tracking.TRAIN_SUMMARY, tracking.train_summary(summary, metric))
         logger.info("training done: %s", summary)
 
 

@@ -398,12 +398,13 @@ def build_tokenizer(name: str, out_dir: Path):
     return cls(**_train(spec, template), **kwargs)
 
 
-def build_family(name: str, out_dir: Path) -> Path:
+def build_family(name: str, out_dir: Path, **config_values: object) -> Path:
     """Write the tiny `name` checkpoint (config, random weights, tokenizer files) to out_dir; returns out_dir.
 
     Args:
         name: one of FAMILIES.
         out_dir: created if missing; existing files with the same names are overwritten.
+        config_values: config fields to change (e.g. hidden_size for a test that must learn something).
     """
     import torch
     import transformers
@@ -415,6 +416,8 @@ def build_family(name: str, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(name, out_dir)
     config = spec.config(tokenizer)
+    if config_values:
+        config = type(config)(**{**config.to_dict(), **config_values})
     torch.manual_seed(0)  # the same weights every build
     model = getattr(transformers, spec.model)(config)
     model.save_pretrained(out_dir)

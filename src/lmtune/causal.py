@@ -48,29 +48,32 @@ def encode(tokenizer: PreTrainedTokenizerBase, prompts: list[str], completions: 
 
 @torch.inference_mode()
 def generate(model: Any, tokenizer: PreTrainedTokenizerBase, prompts: list[list[int]], num_beams: int,
-             max_new_tokens: int, sampling: dict[str, float] | None = None) -> list[list[int]]:
-    """The new tokens generated after each prompt (up to and without eos), for one batch of prompt id lists.
-    Greedy (or beam search) unless `sampling` has a temperature > 0 (then top_p sampling at that temperature)."""
+             max_new_tokens: int, sampling: dict[str, float] | None = None,
+             stop: list[int] | None = None) -> list[list[int]]:
+    """The new tokens generated after each prompt (up to and without the first stop token: eos, and the `stop` ids,
+    e.g. a chat template's end-of-turn marker), for one batch of prompt id lists. Greedy (or beam search) unless
+    `sampling` has a temperature > 0 (then top_p sampling at that temperature)."""
+    stops = list(dict.fromkeys([tokenizer.eos_token_id, *(stop or [])]))
     batch = tokenizer.pad({"input_ids": prompts}, padding_side="left", return_tensors="pt").to(model.device)
     sample = bool(sampling and sampling["temperature"] > 0)
     options = {"do_sample": True, "temperature": sampling["temperature"], "top_p": sampling["top_p"]} if sample \
         else {"do_sample": False}
     out = model.generate(**batch, num_beams=num_beams, max_new_tokens=max_new_tokens, use_cache=True,
-                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **options)
+                         pad_token_id=tokenizer.pad_token_id, eos_token_id=stops, **options)
     new = out[:, batch["input_ids"].shape[1]:].tolist()  # (batch, generated tokens)
-    return [ids[:ids.index(tokenizer.eos_token_id)] if tokenizer.eos_token_id in ids else ids for ids in new]
+    return [ids[:min((ids.index(s) for s in stops if s in ids), default=len(ids))] for ids in new]
 
 
 def generate_all(model: Any, tokenizer: PreTrainedTokenizerBase, prompts: list[list[int]], batch_size: int,
                  num_beams: int, max_new_tokens: int, progress: bool = False,
-                 sampling: dict[str, float] | None = None) -> list[list[int]]:
+                 sampling: dict[str, float] | None = None, stop: list[int] | None = None) -> list[list[int]]:
     """`generate` over all prompts in batches of similar length, results in input order."""
     model.eval()
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     out: list[list[int]] = [[] for _ in prompts]
     for start in tqdm(range(0, len(order), batch_size), desc="generate", unit="batch", disable=not progress):
         index = order[start:start + batch_size]
-        batch = generate(model, tokenizer, [prompts[i] for i in index], num_beams, max_new_tokens, sampling)
+        batch = generate(model, tokenizer, [prompts[i] for i in index], num_beams, max_new_tokens, sampling, stop)
         for i, ids in zip(index, batch):
             out[i] = ids
     return out

@@ -155,13 +155,17 @@ def load_model(auto_class: Any, path: str, revision: str, tokenizer: PreTrainedT
     tokenizer's pad id in the config (decoder heads find each row's last token by it)."""
     model = auto_class.from_pretrained(path, revision=revision, dtype=torch.float32, **kwargs)
     if tokenizer is not None:
-        pad_token_ids(model.config, tokenizer)
+        pad_token_ids(model.config, tokenizer, getattr(model, "generation_config", None))
     return model
 
 
-def pad_token_ids(config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase) -> None:
-    if getattr(config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
-        config.pad_token_id = tokenizer.pad_token_id
+def pad_token_ids(config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase,
+                  generation_config: Any = None) -> None:
+    """The tokenizer's pad id in a config that has none (and in the generation config, which the Trainer would
+    otherwise align itself, with a warning)."""
+    for target in (config, generation_config):
+        if target is not None and getattr(target, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
+            target.pad_token_id = tokenizer.pad_token_id
 
 
 def load_config(path: str, revision: str) -> PretrainedConfig:

@@ -124,8 +124,8 @@ def training_arguments(ft: FineTuneParams, output_dir: Path, precision: str, has
         train_sampling_strategy="group_by_length" if ft.group_by_length and _world_size() > 1 else "random",
         torch_compile=ft.torch_compile,
         deepspeed=ft.deepspeed or None,
-        gradient_checkpointing=ft.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False},  # works with frozen inputs (LoRA) too
+        activation_checkpointing=ft.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False},  # works with frozen inputs (LoRA) too
         prediction_loss_only=loss_only,  # validation by the loss alone: the logits (vocabulary-wide) are not kept
         dataloader_num_workers=0,
         report_to=[],  # MLflow logging is ours (lmtune.tracking), so it is explicit and rank-0 only

@@ -217,6 +217,15 @@ def encode_conversation(tokenizer: PreTrainedTokenizerBase, messages: list[dict[
     return ids, labels
 
 
+def end_of_turn(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The token the template closes an assistant answer with (<|im_end|>, <|eot_id|>, eos, ...): where generation
+    stops. Found by rendering a one-word answer and taking the first token after it."""
+    messages = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "answer"}]
+    _, labels = encode_conversation(tokenizer, messages, train_on_prompt=False)
+    answer = [t for t in labels if t != causal.IGNORE]
+    return next((t for t in answer if t in tokenizer.all_special_ids), answer[-1])
+
+
 def encode(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]  # the template writes the special tokens
 
@@ -323,7 +332,8 @@ def generate(model: Any, tokenizer: Any, prompts: list[list[dict[str, str]]], se
              batch_size: int, progress: bool = False) -> list[str]:
     ids = [encode(tokenizer, render(tokenizer, p, generation_prompt=True)) for p in prompts]
     new = causal.generate_all(model, tokenizer, ids, batch_size, settings["num_beams"], settings["max_new_tokens"],
-                              progress, sampling={"temperature": settings["temperature"], "top_p": settings["top_p"]})
+                              progress, sampling={"temperature": settings["temperature"], "top_p": settings["top_p"]},
+                              stop=[end_of_turn(tokenizer)])
     return [tokenizer.decode(row, skip_special_tokens=True).strip() for row in new]
 
 
