@@ -228,7 +228,7 @@ BAD_INPUT = {
     "conll_line_without_tag": ("d.conll", "-DOCSTART- O\n\nTom B-PER\nsmiled\n", {},
                                ["d.conll: line 4: expected a token and a tag", "ner.conll_tag_column"]),
     "conll_tag_that_is_no_iob_tag": ("d.conll", "Tom NNP PER\nsmiled VBD O\n", {},
-                                     ["d.conll: line 1: tag 'PER' is not O or B-/I-/E-/S-<type>"]),
+                                     ["d.conll: line 1: tag 'PER' is not O or B-/I-/M-/E-/S-<type>"]),
     "jsonl_tokens_and_tags_lengths_differ": ("d.jsonl", '{"tokens": ["a", "b"], "tags": ["O", "O"]}\n'
                                              '{"tokens": ["Tom", "x", "y"], "tags": ["B-PER", "O"]}\n',
                                              JSONL_COLUMNS, ["d.jsonl: row 2: 3 tokens but 2 tags"]),

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from datasets import Dataset
 from seqeval.metrics import accuracy_score, classification_report
+from seqeval.scheme import IOBES
 from seqeval.metrics.sequence_labeling import get_entities
 from tqdm.auto import tqdm
 from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification, PreTrainedTokenizerBase
@@ -25,7 +26,7 @@ from lmtune.text import CleanResult, first_row_number, normalize_text, require_c
 if TYPE_CHECKING:
     from lmtune.config import Params
 
-TAG = re.compile(r"O|[BIES]-\S+")  # IOB1, IOB2 and IOBES tags; seqeval's default mode reads them all
+TAG = re.compile(r"O|[BIMES]-\S+")  # IOB1, IOB2, IOBES and BMES tags (BMES's M- is read as IOBES's I-)
 CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]")  # kana, hanzi, hangul
 DOCSTART = "-DOCSTART-"
 IGNORED = -100  # label of positions the loss and the metrics skip (special tokens, later sub-words)
@@ -91,14 +92,42 @@ def read_jsonl(path: Path, params: Params) -> pd.DataFrame:
 
 
 def check_tags(frame: pd.DataFrame, path: Path, params: Params) -> None:
-    """Every tag must be O or B-/I-/E-/S-<type>; a wrong tag column usually shows up here first."""
+    """Every tag must be O or B-/I-/M-/E-/S-<type>; a wrong tag column usually shows up here first. A file uses
+    M- (BMES) or I- for the middle of an entity, not both."""
+    middle: dict[str, str] = {}  # "M" / "I" -> where it was first seen
     for tags, row, lines in zip(frame["tags"], frame["row"], frame["lines"]):
         for i, tag in enumerate(tags):
+            where = f"line {lines[i]}" if lines else f"row {row}"
             if not TAG.fullmatch(tag):
-                where = f"line {lines[i]}" if lines else f"row {row}"
                 fix = "ner.conll_tag_column" if lines else "task.label_column"
-                raise DataError(f"{path}: {where}: tag {tag!r} is not O or B-/I-/E-/S-<type> (IOB1, IOB2 or "
-                                f"IOBES); fix the tag, or check that {fix} names the tag column")
+                raise DataError(f"{path}: {where}: tag {tag!r} is not O or B-/I-/M-/E-/S-<type> (IOB1, IOB2, "
+                                f"IOBES or BMES); fix the tag, or check that {fix} names the tag column")
+            if tag[0] in "IM":
+                middle.setdefault(tag[0], where)
+    if len(middle) == 2:
+        raise DataError(f"{path}: both I- tags ({middle['I']}) and M- tags ({middle['M']}) mark the middle of an "
+                        f"entity; a file uses one scheme: IOBES (I-) or BMES (M-). Fix the tags to one of them")
+
+
+def tag_scheme(sequences: list[list[str]]) -> str:
+    """The tagging scheme of checked tag sequences: BMES (M- middles), IOBES (E- or S- tags), IOB2 (every entity
+    starts with B-) or IOB1 (an entity may start with I-; B- only between two entities of one type)."""
+    prefixes = {tag[0] for tags in sequences for tag in tags}
+    if "M" in prefixes:
+        return "BMES"
+    if prefixes & {"E", "S"}:
+        return "IOBES"
+    for tags in sequences:
+        for previous, tag in zip(["O", *tags], tags):
+            if tag.startswith("I-") and previous[2:] != tag[2:]:
+                return "IOB1"
+    return "IOB2"
+
+
+def strict_scheme(labels: list[str]) -> bool:
+    """Whether entities are scored in seqeval's strict IOBES mode: tags with E- or S- (IOBES, and BMES once read
+    as IOBES). IOB1 and IOB2 are scored in seqeval's default mode, which reads both."""
+    return any(tag[:2] in ("E-", "S-") for tag in labels)
 
 
 def sorted_tags(tags: set[str]) -> list[str]:
@@ -129,6 +158,9 @@ def clean(path: Path, params: Params) -> CleanResult:
                         f"give JSONL with a split column")
     frame = read_conll(path, params) if fmt == "conll" else read_jsonl(path, params)
     check_tags(frame, path, params)
+    scheme = tag_scheme(frame["tags"])
+    if scheme == "BMES":  # M- (middle) is IOBES's I-: the model learns, scores and predicts IOBES tags
+        frame = frame.assign(tags=frame["tags"].map(lambda tags: ["I-" + t[2:] if t[0] == "M" else t for t in tags]))
     kept, rejected, dropped = normalise_sentences(frame, params.clean.lowercase)
     if kept.empty:
         raise DataError(f"{path}: no sentences with tokens; check the file and task.text_column")
@@ -141,6 +173,7 @@ def clean(path: Path, params: Params) -> CleanResult:
     kept["tag_ids"] = kept["tags"].map(lambda tags: [ids[t] for t in tags])
     entity_counts = Counter(kind for tags in kept["tags"] for kind, _, _ in get_entities(list(tags)))
     return CleanResult(kept=kept, rejected=rejected, labels=labels, summary={
+        "tag_scheme": scheme, "scored_as": "strict IOBES" if strict_scheme(labels) else "seqeval default (IOB1/IOB2)",
         "sentences": len(kept), "documents": int(kept["doc"].nunique()),
         "tokens": int(kept["tokens"].map(len).sum()), "empty_tokens_dropped": dropped,
         "tag_counts": {tag: tag_counts[tag] for tag in labels}, "entity_counts": dict(sorted(entity_counts.items()))})
@@ -250,10 +283,14 @@ def word_predictions(position_ids: np.ndarray, word_ids: list[int], n_words: int
     return [reader.get((first[w], last[w]), first[w]) if w in first else 0 for w in range(n_words)]
 
 
-def seqeval_scores(gold: list[list[str]], predicted: list[list[str]]) -> tuple[dict[str, float], dict[str, dict]]:
+def seqeval_scores(gold: list[list[str]], predicted: list[list[str]],
+                   strict: bool = False) -> tuple[dict[str, float], dict[str, dict]]:
     """Entity-level micro precision/recall/F1 and word accuracy, and per entity type precision/recall/f1-score/
-    support (seqeval's default mode: an entity may start with I-, so IOB1 and IOB2 both score correctly)."""
-    report = classification_report(gold, predicted, output_dict=True, zero_division=0)
+    support. Default mode: an entity may start with I-, so IOB1 and IOB2 both score correctly. `strict`
+    (strict_scheme: IOBES and BMES data): seqeval's strict IOBES mode, where only a well-formed B- .. E- or S-
+    span is an entity, so a predicted span without its end tag counts as no entity."""
+    mode = {"mode": "strict", "scheme": IOBES} if strict else {}
+    report = classification_report(gold, predicted, output_dict=True, zero_division=0, **mode)
     micro = report["micro avg"]
     overall = {"precision": float(micro["precision"]), "recall": float(micro["recall"]),
                "f1": float(micro["f1-score"]), "accuracy": float(accuracy_score(gold, predicted))}
@@ -274,7 +311,7 @@ def compute_metrics(labels: list[str], params: Params, eval_dataset: Dataset, to
     def fn(pred: Any) -> dict[str, float]:
         ids = np.argmax(pred.predictions, axis=-1)  # (sentences, padded positions)
         predicted = [word_predictions(row, w, len(g), reader) for row, w, g in zip(ids, word_ids, gold)]
-        return seqeval_scores(gold, tag_sequences(labels, predicted))[0]
+        return seqeval_scores(gold, tag_sequences(labels, predicted), strict_scheme(labels))[0]
 
     return fn
 
@@ -300,7 +337,7 @@ def evaluate(model: Any, tokenizer: PreTrainedTokenizerBase, test: Dataset, labe
     pred_ids = [word_predictions(x.argmax(axis=-1), w, len(g), reader)
                 for x, w, g in zip(logits, test["word_ids"], gold_ids)]
     gold, predicted = tag_sequences(labels, gold_ids), tag_sequences(labels, pred_ids)
-    scores, per_type = seqeval_scores(gold, predicted)
+    scores, per_type = seqeval_scores(gold, predicted, strict_scheme(labels))
     flat_gold, flat_pred = np.concatenate(gold_ids), np.concatenate(pred_ids)  # (words,)
     matrix = metrics.confusion(flat_gold, flat_pred, len(labels))
     return EvalResult(
