@@ -89,7 +89,7 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path) -> d
             if kind in result.plots:
                 io.write_json(tmp / kind / "test.json", result.plots[kind])
     io.write_json(reports_dir / "metrics.json", metrics)
-    io.write_json(reports_dir / tracking.TEST_SUMMARY, tracking.headline_metrics(params.task.name, metrics))  # DVC's
+    io.write_json(reports_dir / tracking.SUMMARY, tracking.summary(params.task.name, metrics, reports_dir))  # DVC's
     if tracking_on:
         artifacts = [reports_dir / "metrics.json", *sorted(p for p in eval_dir.rglob("*") if p.suffix in (".json", ".png"))]
         artifacts += [reports_dir / "learning_curves.png"] if (reports_dir / "learning_curves.png").is_file() else []

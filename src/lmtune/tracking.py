@@ -1,10 +1,14 @@
-"""MLflow tracking and lineage: one run per fine-tune, tagged with the git commit and the data hash.
+"""MLflow tracking and lineage: one run per fine-tune, tagged with the git commit and the data hash, and the
+headline numbers that DVC compares.
 
 Default store: `sqlite:///mlflow.db` in the project folder (no server). `MLFLOW_TRACKING_URI` points it at a
 real tracking server. The run id is saved with the model so that evaluate logs test metrics onto the same run.
+The run is named after the DVC experiment (`dvc exp run` sets DVC_EXP_NAME), else task + short commit; its
+description and the registered version's tags carry the headline test metrics once evaluate has them.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -22,6 +26,19 @@ logger = logging.getLogger(__name__)
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 MAX_PARAM_CHARS = 500  # older MLflow servers reject longer param values; 6000 on current ones
 RUN_FILE = "mlflow_run.json"  # written into the model directory
+SUMMARY = "summary.json"  # reports/: the DVC metrics: headline test metrics, then TRAIN_SUMMARY's (see summary())
+TRAIN_SUMMARY = "train_summary.json"  # reports/, by fine-tune: best validation metric, steps, speed
+# Test metrics that DVC shows and MLflow's description quotes, first = the headline one; few, so that
+# `dvc metrics show` fits a 160-column terminal. reports/metrics.json keeps every metric and count.
+HEADLINE_METRICS = {
+    "classification": ("f1_macro", "accuracy", "precision_macro", "recall_macro"),
+    "multilabel": ("f1_micro", "f1_macro", "subset_accuracy", "hamming_loss"),
+    "regression": ("rmse", "mae", "r2", "spearman"),
+    "ner": ("f1", "precision", "recall", "accuracy"),
+    "qa": ("f1", "exact_match"),
+    "summarization": ("rougeL", "rouge1", "rouge2", "bleu"),
+    "translation": ("bleu", "chrf", "rougeL"),
+}
 
 
 def tracking_uri() -> str:
@@ -168,8 +185,98 @@ def _log_pyfunc(model_dir: Path, registered_model: str, signature: Any) -> Any:
     )
 
 
-def log_to_run(run_id: str, metrics: dict[str, float], artifacts: list[Path]) -> None:
-    """Add the evaluate stage's test metrics and plots to the fine-tune run."""
+def headline_metrics(task: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    """The task's HEADLINE_METRICS found in `metrics`, in that order (the first four for a task with no entry)."""
+    names = HEADLINE_METRICS.get(task) or tuple(metrics)[:4]
+    return {name: metrics[name] for name in names if name in metrics}
+
+
+def summary(task: str, metrics: dict[str, Any], reports_dir: Path) -> dict[str, Any]:
+    """reports/summary.json, the one DVC metrics file: the task's headline test metrics and the fine-tune's
+    TRAIN_SUMMARY in `reports_dir` (when there). One file, because DVC orders the rows of `dvc metrics diff` by
+    file in no fixed order but by name within a file, and its training names sort after every test metric's."""
+    train = Path(reports_dir) / TRAIN_SUMMARY
+    return {**headline_metrics(task, metrics), **(json.loads(train.read_text()) if train.is_file() else {})}
+
+
+def train_summary(summary: dict[str, Any], metric: str) -> dict[str, Any]:
+    """reports/train_summary.json from reports/train.json's figures, with names that sort after every test
+    metric's (`dvc metrics` lists them by name)."""
+    return {f"val_best_{metric}": summary.get("best_metric"), "train_steps": summary.get("global_steps"),
+            "train_samples_per_s": summary.get("train_samples_per_second")}
+
+
+def run_name(task: str, commit: str) -> str:
+    """The DVC experiment's name under `dvc exp run` (DVC passes it to every stage as DVC_EXP_NAME; dvc.env),
+    else "<task>-<short commit>"."""
+    return os.environ.get("DVC_EXP_NAME") or f"{task}-{commit[:7]}{'-dirty' if commit.endswith('-dirty') else ''}"
+
+
+def describe(lineage: dict[str, str], data_dir: Path, test_metrics: dict[str, Any] | None = None) -> str:
+    """The run's description (MLflow shows the mlflow.note.content tag as markdown on the run page)."""
+    lines = [f"**{lineage['task']}** fine-tune of `{lineage['base_model']}` on `{data_dir}` "
+             f"(DVC hash `{lineage['dvc_data_md5']}`) at commit `{lineage['git_commit'][:12]}`."]
+    if test_metrics:
+        lines.append("Test: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                          for k, v in test_metrics.items()))
+    else:
+        lines.append("Test metrics: added by the evaluate stage.")
+    return "\n\n".join(lines)
+
+
+def _dataset_source(path: str, rev: str) -> Any:
+    from mlflow.data.dataset_source import DatasetSource
+
+    class Source(DatasetSource):
+        """A DVC-tracked path at a git commit: `dvc get <repo> <path> --rev <rev>` fetches it."""
+
+        def __init__(self, path: str, rev: str) -> None:
+            self.path, self.rev = path, rev
+
+        @staticmethod
+        def _get_source_type() -> str:
+            return "dvc"
+
+        def load(self, **kwargs: Any) -> Any:
+            raise NotImplementedError(f"fetch it with `dvc get <repo> {self.path} --rev {self.rev}`")
+
+        @staticmethod
+        def _can_resolve(raw_source: Any) -> bool:
+            return False
+
+        @classmethod
+        def _resolve(cls, raw_source: Any) -> Any:
+            raise NotImplementedError
+
+        def to_dict(self) -> dict[str, Any]:
+            return {"uri": f"{self.path}@{self.rev}", "path": self.path, "rev": self.rev}
+
+        @classmethod
+        def from_dict(cls, source_dict: dict[str, Any]) -> Any:
+            return cls(source_dict["path"], source_dict["rev"])
+
+    return Source(path, rev)
+
+
+def log_datasets(data_dir: Path, lineage: dict[str, str], rows: dict[str, int]) -> None:
+    """The train, validation and test splits as MLflow dataset inputs of the active run (the run page's
+    "Datasets"): digest = the DVC hash of the split directory, source = its path at the commit (HEAD; "-dirty"
+    dropped, as the hash pins the content). MLflow keeps one dataset per name and digest, so a later run on the
+    same data links to the dataset first logged, with the commit of that run."""
+    import mlflow
+    from mlflow.data.meta_dataset import MetaDataset
+
+    digest = lineage["dvc_data_md5"]
+    source = _dataset_source(Path(data_dir).as_posix(), lineage["git_commit"].removesuffix("-dirty"))
+    for split, context in (("train", "training"), ("validation", "validation"), ("test", "testing")):
+        if split in rows:
+            mlflow.log_input(MetaDataset(source, name=f"{Path(data_dir).name}/{split}", digest=digest),
+                             context=context, tags={"rows": str(rows[split])})
+
+
+def log_to_run(run_id: str, metrics: dict[str, float], artifacts: list[Path], task: str | None = None) -> None:
+    """Add the evaluate stage's test metrics and plots to the fine-tune run; with `task`, its description gets the
+    headline test metrics and the run's registered model version the headline metric as a tag."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri())
@@ -177,13 +284,46 @@ def log_to_run(run_id: str, metrics: dict[str, float], artifacts: list[Path]) ->
         client.log_metric(run_id, key, float(value))
     for path in artifacts:
         client.log_artifact(run_id, str(path), artifact_path="evaluation")
+    if task is None:
+        return
+    run = client.get_run(run_id)
+    headline = headline_metrics(task, {k.removeprefix("test_"): v for k, v in metrics.items()})
+    lineage = {k.removeprefix("lmtune."): v for k, v in run.data.tags.items() if k.startswith("lmtune.")}
+    if {"task", "base_model", "dvc_data_md5", "git_commit", "data_dir"} <= set(lineage):
+        client.set_tag(run_id, "mlflow.note.content", describe(lineage, Path(lineage["data_dir"]), headline))
+    if headline:
+        name, value = next(iter(headline.items()))
+        for version in client.search_model_versions(f"run_id = '{run_id}'"):
+            client.set_model_version_tag(version.name, version.version, f"test_{name}", str(value))
 
 
-def start_run(experiment: str, params: dict[str, Any], tags: dict[str, str]) -> Any:
-    """Start the fine-tune's MLflow run with flattened params and lineage tags; use as a context manager."""
+def start_run(experiment: str, params: dict[str, Any], tags: dict[str, str], data_dir: Path | None = None,
+              rows: dict[str, int] | None = None) -> Any:
+    """Start the fine-tune's MLflow run with flattened params and lineage tags; use as a context manager. Named
+    by run_name; with `data_dir`, a description and the splits as dataset inputs (log_datasets)."""
     import mlflow
 
     mlflow.set_experiment(experiment)
-    run = mlflow.start_run(tags={f"lmtune.{k}": str(v) for k, v in tags.items()})
+    lineage = {**tags, **({"data_dir": Path(data_dir).as_posix()} if data_dir is not None else {})}
+    run_tags = {f"lmtune.{k}": str(v) for k, v in lineage.items()}
+    if data_dir is not None and {"task", "base_model", "dvc_data_md5", "git_commit"} <= set(tags):
+        run_tags["mlflow.note.content"] = describe(tags, Path(data_dir))
+    run = mlflow.start_run(run_name=run_name(tags.get("task", "run"), tags.get("git_commit", "unknown")),
+                           tags=run_tags)
     mlflow.log_params(truncate_params(params))
+    if data_dir is not None:
+        log_datasets(Path(data_dir), tags, rows or {})
     return run
+
+
+def tag_version(registered_model: str, version: str | None, tags: dict[str, Any]) -> None:
+    """Tag a registered model version with the run's lineage (git commit, DVC data hash, task, base model) and
+    any other `tags` given (the best validation metric); evaluate adds the headline test metric (log_to_run)."""
+    if version is None or not registered_model:
+        return
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri())
+    for key, value in tags.items():
+        if value is not None and key not in ("data_md5",):
+            client.set_model_version_tag(registered_model, version, key, str(value))

@@ -98,9 +98,9 @@ def test_metrics_and_params_diff_between_two_commits(repo):
     assert (change["old"], change["new"]) == (old, 1e-4)
     metrics = json.loads(sh(repo, "dvc", "metrics", "diff", "HEAD~1", "HEAD", "--all", "--json")
                          .strip().splitlines()[-1])
-    loss = metrics["reports/train.json"]["train_loss"]
-    assert loss["old"] != loss["new"]
-    assert "accuracy" in metrics["reports/metrics.json"]
+    speed = metrics["reports/summary.json"]["train_samples_per_s"]  # the one DVC metrics file (issue #18)
+    assert speed["old"] != speed["new"]
+    assert "accuracy" in metrics["reports/summary.json"] and "reports/metrics.json" not in metrics
 
 
 def test_dvc_plots_show_renders_every_plot(repo, tmp_path):
@@ -163,6 +163,5 @@ def test_queued_learning_rate_grid_runs_and_exp_show_compares_results(repo):
     for exp in results:
         data = exp["revs"][0]["data"]
         rates.add(data["params"]["params.yaml"]["data"]["fine_tune"]["learning_rate"])
-        assert "accuracy" in data["metrics"]["reports/metrics.json"]["data"]
-        assert "f1_macro" in data["metrics"]["reports/live/metrics.json"]["data"]["eval"]
+        assert {"accuracy", "val_best_f1_macro"} <= set(data["metrics"]["reports/summary.json"]["data"])
     assert rates == {1e-3, 3e-4}
