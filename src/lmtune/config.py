@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,8 @@ class CleanParams:
     encoding: str  # text encoding of CSV/TSV/JSONL input, e.g. utf-8, latin-1, gbk
     lowercase: bool
     min_chars: int  # texts shorter than this after normalisation are dropped
+    cross_split_duplicates: Literal["drop_train", "keep"]  # with task.split_column: a train text also in validation
+    # or test loses its train copy (drop_train) or keeps it (keep); validation and test rows are never dropped
 
 
 @dataclass(frozen=True)
@@ -209,6 +212,8 @@ _RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
      "num_beams and max_new_tokens must be >= 1, temperature >= 0, top_p in (0, 1]"),
     ("fine_tune", lambda s: s.quantization == "none" or s.lora_rank > 0,
      "quantization: 4bit trains LoRA adapters on frozen 4-bit weights; set lora_rank > 0"),
+    ("seq2seq", lambda s: re.fullmatch(r"auto|[A-Za-z]{2,3}([-_]\w+)?", s.target_language.strip()) is not None,
+     "target_language must be auto or a language code such as en, de, zh, ja, ko, th, ru (zh-Hant works too)"),
     ("seq2seq", lambda s: s.num_beams >= 1 and s.max_new_tokens >= 1 and s.max_target_length >= 1,
      "num_beams, max_new_tokens and max_target_length must be >= 1"),
 ]

@@ -289,6 +289,14 @@ class LmtuneTrainer(Trainer):
         if not self.args.load_best_model_at_end:
             self.add_callback(SkipFinalCheckpoint())
 
+    def _issue_warnings_after_load(self, load_result: Any) -> None:
+        """Restoring the best checkpoint of a model with tied input and output embeddings (Qwen2, GPT-2) finds the
+        output weights "missing": they are saved once, as the input embeddings, and stay tied. Not worth a warning."""
+        tied = tuple(getattr(self.model, "_tied_weights_keys", None) or ())
+        missing = [k for k in load_result.missing_keys if not k.endswith(tied)] if tied else load_result.missing_keys
+        super()._issue_warnings_after_load(load_result._replace(missing_keys=missing)
+                                           if hasattr(load_result, "_replace") else load_result)
+
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         if not self.group_by_length or self.args.world_size > 1:
             return super()._get_train_sampler(train_dataset)

@@ -108,3 +108,16 @@ def test_lmtune_preset_prints_dvc_set_arguments_and_rejects_unknown_keys(tmp_pat
         cli.main(["preset", str(bad), "--params", str(ROOT / "params.yaml")])
     assert exit_.value.code == 2
     assert "fine_tune.epoch: not a params key" in caplog.text
+
+
+def test_a_target_language_that_is_no_language_code_is_refused_with_the_params():
+    import dataclasses
+
+    from lmtune.config import params_from_dict
+
+    raw = dataclasses.asdict(load_params(ROOT / "params.yaml"))
+    raw["seq2seq"]["target_language"] = "Chinese"
+    with pytest.raises(ParamsError, match="seq2seq: target_language must be auto or a language code"):
+        params_from_dict(raw)
+    raw["seq2seq"]["target_language"] = "zh-Hant"
+    assert params_from_dict(raw).seq2seq.target_language == "zh-Hant"
