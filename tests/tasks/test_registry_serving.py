@@ -87,4 +87,6 @@ def test_every_task_name_validates_with_the_shipped_params(task):
 
     raw = dataclasses.asdict(load_params(ROOT / "params.yaml"))
     raw["task"]["name"] = task
+    if TASKS[task].head == "causal-lm":  # the shipped model is an encoder: sft refuses it (tests/tasks/test_sft.py)
+        raw["model"]["name_or_path"] = "Qwen/Qwen2.5-0.5B-Instruct"
     assert params_from_dict(raw).task.name == task
