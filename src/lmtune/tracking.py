@@ -38,6 +38,7 @@ HEADLINE_METRICS = {
     "qa": ("f1", "exact_match"),
     "summarization": ("rougeL", "rouge1", "rouge2", "bleu"),
     "translation": ("bleu", "chrf", "rougeL"),
+    "sft": ("exact_match", "rougeL", "loss", "perplexity"),
 }
 
 
