@@ -153,10 +153,18 @@ def load_model(auto_class: Any, path: str, revision: str, tokenizer: PreTrainedT
                **kwargs: Any) -> Any:
     """`auto_class.from_pretrained` with fp32 weights (any saved dtype) and, when `tokenizer` is given, the
     tokenizer's pad id in the config (decoder heads find each row's last token by it)."""
+    if kwargs.get("attn_implementation") == "sdpa" and not supports_sdpa(auto_class, path, revision):
+        kwargs["attn_implementation"] = "eager"  # DeBERTa-v2 and others have no SDPA attention in transformers
     model = auto_class.from_pretrained(path, revision=revision, dtype=torch.float32, **kwargs)
     if tokenizer is not None:
         pad_token_ids(model.config, tokenizer, getattr(model, "generation_config", None))
     return model
+
+
+def supports_sdpa(auto_class: Any, path: str, revision: str) -> bool:
+    """Whether the class `auto_class` builds for this checkpoint has torch SDPA attention."""
+    model_class = auto_class._model_mapping.get(type(load_config(path, revision)), None)
+    return model_class is None or bool(getattr(model_class, "_supports_sdpa", False))
 
 
 def pad_token_ids(config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase,

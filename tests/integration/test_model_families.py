@@ -122,3 +122,14 @@ MATRIX = [(family, task) for family, tasks in SUPPORTED.items() for task in task
 @pytest.mark.parametrize("family, task", MATRIX, ids=[f"{f}-{t}" for f, t in MATRIX])
 def test_every_supported_family_and_task_runs_every_stage_and_predicts(tmp_path, tiny_family, family, task):
     check_family_task(tmp_path, tiny_family, family, task)
+
+
+def test_a_family_without_sdpa_attention_loads_with_eager_attention_instead(tiny_family):
+    from transformers import AutoModelForSequenceClassification
+
+    deberta, bert = str(tiny_family("deberta-v2")), str(tiny_family("bert"))
+    assert not families.supports_sdpa(AutoModelForSequenceClassification, deberta, "main")
+    assert families.supports_sdpa(AutoModelForSequenceClassification, bert, "main")
+    model = families.load_model(AutoModelForSequenceClassification, deberta, "main", attn_implementation="sdpa",
+                                num_labels=2)
+    assert model.config._attn_implementation == "eager"
