@@ -23,7 +23,9 @@ def run(params: Params, in_path: Path, out_dir: Path) -> dict:
     with io.atomic_path(out_dir) as tmp:
         tmp.mkdir()
         result.write(tmp)  # data.parquet, rejected.csv (text-level tasks: streamed in chunks)
-        io.write_json(tmp / META_FILE, {"labels": result.labels, "lowercase": params.clean.lowercase})
+        io.write_json(tmp / META_FILE, {"labels": result.labels, "lowercase": params.clean.lowercase,
+                                        **({"cross_split_duplicates": result.summary["cross_split_duplicates"]}
+                                           if "cross_split_duplicates" in result.summary else {})})  # for split.json
     rejected = sum(result.rejected_by_reason.values())
     return {
         "rows_in": result.rows_kept + rejected,

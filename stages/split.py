@@ -18,7 +18,7 @@ from lmtune.cli import run_stage, setup_logging, stage_parser
 from lmtune.config import Params, load_params
 from lmtune.errors import DataError
 from lmtune.io import META_FILE
-from lmtune.splitting import SPLITS, assign_splits
+from lmtune.splitting import SPLITS, assign_splits, carve_validation
 from lmtune.tasks import TASKS
 
 logger = logging.getLogger(__name__)
@@ -28,13 +28,28 @@ def run(params: Params, in_dir: Path, out_dir: Path) -> dict:
     ds = load_from_disk(str(in_dir))  # memory-mapped; columns are read as numpy arrays, never as Python lists
     labels = io.read_json(in_dir / META_FILE)["labels"]
     example_ids = io.column_numpy(ds, "example_id")
+    column = TASKS[params.task.name].stratify_column
+    # label names (one shared str object per label, not a copy per row) so errors name the class
+    strata = np.asarray(labels, dtype=object)[io.column_numpy(ds, column)] if column else None
+    source = f"split.val_fraction {params.split.val_fraction} of the examples"
     if params.task.split_column:
         split_of = io.column_numpy(ds, "split")
         members = {name: np.unique(example_ids[split_of == name]) for name in SPLITS}
+        source = "the split column"
+        if len(members["validation"]) == 0 and params.split.val_fraction > 0 and len(members["train"]):
+            members["train"], members["validation"] = carve_validation(
+                example_ids, strata, members["train"], params.split.val_fraction, params.split.seed)
+            source = f"carved from train: split.val_fraction {params.split.val_fraction} of its examples"
+            logger.info("the split column has no validation rows: validation is %d of %d train examples "
+                        "(split.val_fraction %s, %s)", len(members["validation"]),
+                        len(members["train"]) + len(members["validation"]), params.split.val_fraction,
+                        "stratified by label" if strata is not None else "not stratified")
+        elif len(members["validation"]) == 0:
+            source = "none: the split column has no validation rows and split.val_fraction is 0"
+            logger.warning("the split column has no validation rows and split.val_fraction is 0: no validation, so "
+                           "no checkpoint selection and no early stopping (the last checkpoint is kept); set "
+                           "split.val_fraction > 0 to carve validation from train")
     else:
-        column = TASKS[params.task.name].stratify_column
-        # label names (one shared str object per label, not a copy per row) so errors name the class
-        strata = np.asarray(labels, dtype=object)[io.column_numpy(ds, column)] if column else None
         members = assign_splits(example_ids, strata, params.split.val_fraction, params.split.test_fraction,
                                 params.split.seed)
     for name in ("train", "test"):
@@ -42,6 +57,10 @@ def run(params: Params, in_dir: Path, out_dir: Path) -> dict:
             raise DataError(f"{in_dir}: the {name} split is empty; check the split column values or fractions")
     rows = {name: np.flatnonzero(np.isin(example_ids, ids)) for name, ids in members.items()}
     summary = {name: {"examples": len(members[name]), "rows": len(rows[name])} for name in SPLITS}
+    summary["validation"]["source"] = source
+    meta = io.read_json(in_dir / META_FILE)
+    if "cross_split_duplicates" in meta:  # clean's count of train copies of validation/test texts
+        summary["train"]["cross_split_duplicates"] = meta["cross_split_duplicates"]
     if labels and isinstance(ds.features.get("labels"), Value):  # one label per row (not multi-hot, not per token)
         label_ids = io.column_numpy(ds, "labels")
         for name in SPLITS:

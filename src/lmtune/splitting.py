@@ -40,3 +40,15 @@ def assign_splits(example_ids: np.ndarray, strata: np.ndarray | None, val_fracti
     rest_groups = groups[rest] if groups is not None else None
     train, val = _carve(rest, rest_groups, val_fraction / (1 - test_fraction), seed, "validation")
     return {"train": np.sort(ids[train]), "validation": np.sort(ids[val]), "test": np.sort(ids[test])}
+
+
+def carve_validation(example_ids: np.ndarray, strata: np.ndarray | None, train_ids: np.ndarray, fraction: float,
+                     seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) example ids: `fraction` of the examples in `train_ids` moved to validation, stratified by
+    `strata` (one key per row; an example's first row counts) when given, whole examples only. For a split column
+    that names train and test but no validation rows."""
+    ids, first = np.unique(example_ids, return_index=True)
+    positions = np.flatnonzero(np.isin(ids, train_ids))
+    groups = strata[first[positions]] if strata is not None else None
+    train, val = _carve(positions, groups, fraction, seed, "validation")
+    return np.sort(ids[train]), np.sort(ids[val])

@@ -98,8 +98,14 @@ def no_rows_left(path: Path, rejected: pd.DataFrame | int) -> DataError:
 # chunks and keeps only fixed-size numbers per row: the reason code, a 128-bit hash of the normalised text and a
 # label key (25 bytes a row). Duplicates and conflicts are then decided with numpy, so the label set and counts are
 # known before anything is written. Pass 2 reads the input again and writes the kept rows and the rejected ones.
-REASONS = ("", "empty_text", "empty_text_pair", "too_short", "missing_label", "label_not_a_number", "duplicate", "conflicting_labels")
+REASONS = ("", "empty_text", "empty_text_pair", "too_short", "missing_label", "label_not_a_number", "duplicate",
+           "conflicting_labels", "train_copy_of_validation_or_test")
 KEPT, DUPLICATE, CONFLICTING = 0, REASONS.index("duplicate"), REASONS.index("conflicting_labels")
+TRAIN_COPY = REASONS.index("train_copy_of_validation_or_test")
+SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
+# With a split column, repeats are found within each split: the split's code times these is XORed into the text
+# key, so equal texts in two splits get different keys (a bijection per split: no new collisions within one).
+SPLIT_SALT = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F], dtype=np.uint64)
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,7 @@ class Scan:
     reason: np.ndarray  # (rows,) uint8 index into REASONS; KEPT for a kept row
     label_key: np.ndarray  # (rows,) int64: a code into `names`, or the task's own key (regression: the number's bits)
     names: list[str]  # label string of each code
+    train_copies: int = 0  # with a split column: train rows whose text is also kept in validation or test
 
     @property
     def kept(self) -> np.ndarray:
@@ -137,16 +144,31 @@ class Scan:
 def scan_rows(rows: ChunkedRows, label_key: Callable[[pd.DataFrame], np.ndarray] | None = None) -> Scan:
     """Pass 1: reason codes, text hashes and label keys of every row; then duplicates and conflicts. `label_key`
     (default: codes of the label strings) must be equal exactly when two usable rows' labels are equal."""
-    reasons, texts, keys, names = [], [], [], {}
+    reasons, texts, keys, names, splits = [], [], [], {}, []
+    with_split = bool(rows.params.task.split_column)
     for chunk in rows:
         reasons.append(pd.Categorical(chunk["reason"], categories=REASONS).codes.astype(np.uint8))
         texts.append(row_keys(chunk))  # a pair's key covers both texts
         keys.append(label_key(chunk) if label_key else label_codes(chunk["label"], names))
+        if with_split:  # a bad split value is raised when the chunks end
+            splits.append(chunk["split"].map(SPLIT_CODES).fillna(0).to_numpy(np.uint64))
     reason, keys, texts = np.concatenate(reasons), np.concatenate(keys), np.concatenate(texts)  # frees the chunks
-    conflicting, duplicate = repeats(texts, keys, reason == KEPT)
-    del texts
+    if not with_split:
+        conflicting, duplicate = repeats(texts, keys, reason == KEPT)
+        reason[conflicting], reason[duplicate] = CONFLICTING, DUPLICATE
+        return Scan(reason=reason, label_key=keys, names=list(names))
+    split = np.concatenate(splits)
+    conflicting, duplicate = repeats(texts ^ (split[:, None] * SPLIT_SALT), keys, reason == KEPT)  # within a split
     reason[conflicting], reason[duplicate] = CONFLICTING, DUPLICATE
-    return Scan(reason=reason, label_key=keys, names=list(names))
+    # Across splits an official validation or test row is never dropped; a train row with the same text is the
+    # train copy, dropped or kept as clean.cross_split_duplicates says (the leakage check counts kept ones).
+    kept = reason == KEPT
+    held_out = texts[kept & (split > 0)].view("V16").ravel()
+    train = np.flatnonzero(kept & (split == 0))
+    copies = train[np.isin(texts[train].view("V16").ravel(), held_out)]
+    if rows.params.clean.cross_split_duplicates == "drop_train":
+        reason[copies] = TRAIN_COPY
+    return Scan(reason=reason, label_key=keys, names=list(names), train_copies=len(copies))
 
 
 def streamed_result(rows: ChunkedRows, scan: Scan, labels: list[str], summary: dict,
@@ -178,6 +200,9 @@ def streamed_result(rows: ChunkedRows, scan: Scan, labels: list[str], summary: d
 
     counts = np.bincount(scan.reason, minlength=len(REASONS))
     by_reason = {name: int(counts[i]) for i, name in enumerate(REASONS) if i != KEPT and counts[i]}
+    if rows.params.task.split_column:  # repeats are found within a split; across splits only train copies go
+        action = rows.params.clean.cross_split_duplicates
+        summary = {**summary, "cross_split_duplicates": {"train_copies": scan.train_copies, "action": action}}
     return StreamedClean(labels=labels, summary=summary, rows_kept=int(counts[KEPT]), writer=write,
                          rejected_by_reason=dict(sorted(by_reason.items())))
 
