@@ -93,7 +93,8 @@ class Family:
         """Why this family cannot do `spec`'s task, or None when it can."""
         what = f"{self.model_type} ({self.kind})"
         if spec.head == "causal-lm":
-            return None if self.kind == "decoder" else f"{what} is not a decoder-only causal LM, which {spec.name} trains"
+            return None if self.kind == "decoder" else \
+                f"{what} is not a decoder-only causal LM, which {spec.name} trains"
         if spec.head == "generation":
             if self.kind == "encoder" and self.model_type not in CAUSAL_LM:
                 return (f"{what} cannot be warm-started as a decoder for {spec.name}: transformers has no causal-LM "
@@ -114,10 +115,10 @@ class Family:
 
 
 def family(config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase) -> Family:
+    first = tokenizer("a")["input_ids"][:1]  # what every input starts with
     return Family(model_type=config.model_type, kind=kind_of(config), fast_tokenizer=tokenizer.is_fast,
                   byte_level=is_byte_level(tokenizer),
-                  leading_special=bool(tokenizer("a")["input_ids"][:1]) and
-                  tokenizer("a")["input_ids"][0] in tokenizer.all_special_ids)
+                  leading_special=bool(first) and first[0] in tokenizer.all_special_ids)
 
 
 def is_byte_level(tokenizer: PreTrainedTokenizerBase) -> bool:
