@@ -28,12 +28,26 @@ def columns(header: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, tiny_model) -> Path:
+def store(tmp_path_factory) -> str:
+    """This module's own MLflow store: MLflow keeps one dataset per name and digest, and other tests' runs on the
+    same fixture data (same DVC hash) would otherwise own the splits' dataset, with their repositories' commits."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow-metrics-view') / 'mlflow.db'}"
+
+
+@pytest.fixture(autouse=True)
+def own_store(store, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, tiny_model, store) -> Path:
     repo = copy_project(tmp_path_factory.mktemp("repo"))
     shutil.copy(FIXTURES / "sentiment.csv", repo / "data/demo/reviews.csv")
     write_params(repo / "params.yaml", {**tiny_overrides(tiny_model), "tracking.log_model": True})  # a version
     init_repo(repo)
-    repro(repo)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", store)
+        repro(repo)
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "first run")
     return repo
@@ -112,5 +126,7 @@ def test_headline_metrics_are_few_for_every_task():
     from lmtune.tasks import TASKS
 
     for name, names in tracking.HEADLINE_METRICS.items():
-        assert set(names) <= set(TASKS[name].metrics) and len(names) <= 4, name
+        assert len(names) <= 4, name
+        if TASKS[name].metrics:  # sft validates on loss only; its headline is checked on its evaluate's output
+            assert set(names) <= set(TASKS[name].metrics), name
     assert list(tracking.headline_metrics("unknown", dict.fromkeys("abcdef", 0.5))) == ["a", "b", "c", "d"]

@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from lmtune import causal, models
+from lmtune import causal, models, tracking
 from lmtune.config import load_params
 from lmtune.errors import LmtuneError, ParamsError
 from lmtune.inference import Predictor
@@ -147,6 +147,8 @@ def test_every_stage_runs_for_a_chat_model_with_lora_and_reports_generation_metr
     for name in ("rougeL", "bleu", "chrf", "exact_match", "loss", "perplexity"):
         assert name in metrics, name
     assert metrics["perplexity"] == pytest.approx(2.718281828 ** metrics["loss"], rel=1e-4)
+    test_metrics = {name for name in read(qwen_run / "reports/summary.json") if not name.startswith(("train_", "val_"))}
+    assert test_metrics == set(tracking.HEADLINE_METRICS["sft"]), "the DVC metrics carry sft's headline"
     assert read(qwen_run / "reports/tokenize.json")["template"] == "own"
     rows = [json.loads(line) for line in (qwen_run / "reports/eval/predictions.jsonl").read_text().splitlines()]
     assert {"prompt", "reference", "generated"} <= set(rows[0])
