@@ -13,22 +13,40 @@ import pandas as pd
 from lmtune.errors import DataError
 from lmtune.io import DATA_FILE, REJECTED_FILE, detect_format
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
-_SPACE = re.compile(r"\s+")
+# What the normaliser changes, besides NFKC. Only true control characters (Unicode category Cc, C0 and C1) and
+# U+200B ZERO WIDTH SPACE (an invisible word break, as in Thai or Khmer) become spaces; tab and line feed are left to
+# the whitespace rule of each function. Format characters that carry meaning are kept as they are: U+200C/U+200D
+# zero-width non-joiner and joiner (Persian and Indic words, emoji ZWJ sequences), direction marks and isolates
+# (U+200E/U+200F, U+061C, U+202A-U+202E, U+2066-U+2069), variation selectors (U+FE00-U+FE0F, U+E0100-U+E01EF), emoji
+# tag characters (U+E0020-U+E007F, subdivision flags), soft hyphens. U+FEFF (a byte-order mark inside a text, an
+# encoding leftover) is removed, and a lone surrogate (invalid UTF-16 escaped in JSON, which no file can store)
+# becomes U+FFFD, the replacement character.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b]")
+_DROPPED = re.compile(r"\ufeff")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_SPACE = re.compile(r"\s+")  # Unicode whitespace (str.isspace), which includes U+2028/U+2029 but no format character
+
+
+def _clean_characters(text: str) -> str:
+    """NFKC, then the character rules above (controls and U+200B to spaces, U+FEFF removed, surrogates replaced)."""
+    text = _SURROGATE.sub("\ufffd", text)  # first: NFKC and the writers cannot take a lone surrogate
+    return _CONTROL.sub(" ", _DROPPED.sub("", unicodedata.normalize("NFKC", text)))
 
 
 def normalize_text(text: str, lowercase: bool = False) -> str:
-    """NFKC (full-width to half-width, so CJK text normalises too), control characters to spaces,
-    whitespace collapsed and stripped, optional lowercasing."""
-    text = unicodedata.normalize("NFKC", text)
-    text = _SPACE.sub(" ", _CONTROL.sub(" ", text)).strip()
+    """NFKC (full-width to half-width, so CJK text normalises too), control characters to spaces (the characters
+    that carry meaning, such as zero-width joiners and direction marks, are kept: see _CONTROL), whitespace
+    collapsed and stripped, optional lowercasing."""
+    text = _SPACE.sub(" ", _clean_characters(text)).strip()
     return text.lower() if lowercase else text
 
 
 def normalize_lines(text: str) -> str:
     """normalize_text for texts whose lines matter (chat messages, answers with lists or code): NFKC, control
-    characters to spaces, line breaks and indentation kept, outer whitespace stripped."""
-    return _CONTROL.sub(" ", unicodedata.normalize("NFKC", text.replace("\r\n", "\n"))).strip()
+    characters to spaces, line breaks (and U+2028/U+2029 line and paragraph separators, as line feeds) and
+    indentation kept, outer whitespace stripped."""
+    text = text.replace("\r\n", "\n").replace("\u2028", "\n").replace("\u2029", "\n")
+    return _clean_characters(text).strip()
 
 
 def sorted_labels(values: pd.Series) -> list[str]:
