@@ -11,14 +11,14 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from datasets import DatasetDict, Value, load_from_disk
+from datasets import DatasetDict, load_from_disk
 
 from lmtune import io
 from lmtune.cli import run_stage, setup_logging, stage_parser
 from lmtune.config import Params, load_params
 from lmtune.errors import DataError
 from lmtune.io import META_FILE
-from lmtune.splitting import SPLITS, assign_splits, carve_validation
+from lmtune.splitting import SPLITS, assign_splits, carve_validation, label_counts, label_coverage
 from lmtune.tasks import TASKS
 
 logger = logging.getLogger(__name__)
@@ -61,16 +61,10 @@ def run(params: Params, in_dir: Path, out_dir: Path) -> dict:
     meta = io.read_json(in_dir / META_FILE)
     if "cross_split_duplicates" in meta:  # clean's count of train copies of validation/test texts
         summary["train"]["cross_split_duplicates"] = meta["cross_split_duplicates"]
-    if labels and isinstance(ds.features.get("labels"), Value):  # one label per row (not multi-hot, not per token)
-        label_ids = io.column_numpy(ds, "labels")
-        for name in SPLITS:
-            counts = np.bincount(label_ids[rows[name]], minlength=len(labels))
-            summary[name]["label_counts"] = {label: int(counts[i]) for i, label in enumerate(labels)}
-        unseen = [label for label in labels if summary["train"]["label_counts"][label] == 0]
-        if unseen:
-            raise DataError(f"{in_dir}: label {unseen[0]!r} has no train rows (only in "
-                            f"{', '.join(n for n in ('validation', 'test') if summary[n]['label_counts'][unseen[0]])}"
-                            f"), so the model could never learn it; add train rows with that label or drop its rows")
+    counts = label_counts(ds, rows, len(labels)) if labels else None  # class ids or multi-hot; not per-token tags
+    if counts is not None:  # per split: label_counts, labels_present, labels_absent; no train rows: an error
+        for name, coverage in label_coverage(counts, labels, str(in_dir)).items():
+            summary[name] |= coverage
     with io.atomic_path(out_dir) as tmp:
         io.save_dataset(DatasetDict({name: ds.select(rows[name]) for name in SPLITS}), tmp)
         shutil.copy(in_dir / META_FILE, tmp / META_FILE)

@@ -50,24 +50,74 @@ def label_rows(report: dict[str, Any]) -> dict[str, dict[str, float]]:
     return {name: row for name, row in report.items() if name != ABSENT_LABELS}
 
 
+EXACT_CURVE_CELLS = 5_000_000  # (texts x labels) scores up to which the PR curve sorts every score; above, binned
+
+
 def precision_recall_points(y_true: np.ndarray, probs: np.ndarray, max_points: int = 200) -> list[dict[str, float]]:
     """Precision-recall curve: of the positive class (id 1) for two labels, micro-averaged one-vs-rest otherwise.
-    Thinned to at most `max_points` points so plots stay light on large test sets."""
+    Thinned to at most `max_points` points so plots stay light on large test sets. Above EXACT_CURVE_CELLS scores
+    (many labels times many texts) the thresholds are 1,000 equal score bins instead of every score, so time and
+    memory stay linear in the scores (no sort, no dense int64 copy)."""
     from sklearn.metrics import precision_recall_curve
-    from sklearn.preprocessing import label_binarize
 
     if probs.shape[1] == 2:
-        truth, scores = (y_true == 1).astype(int), probs[:, 1]
+        truth, scores = y_true == 1, probs[:, 1]
     else:
-        truth, scores = label_binarize(y_true, classes=list(range(probs.shape[1]))).ravel(), probs.ravel()
-    precision, recall, _ = precision_recall_curve(truth, scores)
+        truth = np.zeros(probs.shape, dtype=bool)  # one-vs-rest indicators, 1 byte a cell
+        truth[np.arange(len(y_true)), y_true] = True
+        truth, scores = truth.ravel(), probs.ravel()
+    if scores.size > EXACT_CURVE_CELLS:
+        precision, recall = binned_precision_recall(truth, scores)
+    else:
+        precision, recall, _ = precision_recall_curve(truth.astype(np.int8), scores)
     keep = np.unique(np.linspace(0, len(recall) - 1, min(max_points, len(recall))).astype(int))
     return [{"recall": round(float(recall[i]), 6), "precision": round(float(precision[i]), 6)} for i in keep]
+
+
+def binned_precision_recall(truth: np.ndarray, scores: np.ndarray, bins: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """(precision, recall) at thresholds 0, 1/bins, ..., 1 on probabilities, in precision_recall_curve's order
+    (recall falling, ending at recall 0 and precision 1)."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    positives = np.histogram(scores[truth], bins=edges)[0][::-1].cumsum()  # predicted positive at each threshold,
+    predicted = np.histogram(scores, bins=edges)[0][::-1].cumsum()  # from the highest threshold down
+    found = predicted > 0
+    precision = positives[found] / predicted[found]
+    recall = positives[found] / max(int(truth.sum()), 1)
+    return np.append(precision[::-1], 1.0), np.append(recall[::-1], 0.0)
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_labels: int) -> np.ndarray:
     """Confusion matrix, rows = actual, columns = predicted."""
     return confusion_matrix(y_true, y_pred, labels=list(range(n_labels)))
+
+
+def confusion_cells(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> list[dict[str, Any]]:
+    """The whole confusion matrix as data, its non-zero cells only (at most one per test text, however many labels):
+    {"actual", "predicted", "count"}, most frequent first. Written to reports/eval/confusion.json."""
+    pairs, counts = np.unique(np.stack([y_true, y_pred], axis=1), axis=0, return_counts=True)
+    order = np.lexsort((pairs[:, 1], pairs[:, 0], -counts))
+    return [{"actual": labels[pairs[i, 0]], "predicted": labels[pairs[i, 1]], "count": int(counts[i])} for i in order]
+
+
+def top_labels(y_true: np.ndarray, n_labels: int, top: int) -> np.ndarray:
+    """Ids of the `top` labels with the most true examples (ties: lower id), in id order; every id if n_labels <= top."""
+    support = np.bincount(y_true, minlength=n_labels)
+    return np.sort(np.argsort(-support, kind="stable")[:top])
+
+
+def top_confusion(y_true: np.ndarray, y_pred: np.ndarray, n_labels: int, top: int) -> tuple[np.ndarray, np.ndarray]:
+    """(matrix, ids): the confusion matrix among the `top` labels with the most true examples (top_labels), rows =
+    actual, columns = predicted, in id order; with more labels than `top`, one last column counts the predictions
+    of any other label, so each row still sums to its label's support. Memory: top x (top + 1), never labels^2."""
+    ids = top_labels(y_true, n_labels, top)
+    position = np.full(n_labels, -1)
+    position[ids] = np.arange(len(ids))
+    rows, columns = position[y_true], position[y_pred]
+    other = len(ids) < n_labels
+    columns = np.where(columns < 0, len(ids), columns)
+    matrix = np.zeros((len(ids), len(ids) + other), dtype=np.int64)
+    np.add.at(matrix, (rows[rows >= 0], columns[rows >= 0]), 1)
+    return matrix, ids
 
 
 def multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:

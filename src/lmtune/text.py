@@ -1,11 +1,16 @@
 """Text cleaning rules: pure functions on strings and DataFrames."""
 from __future__ import annotations
 
+import decimal
+import json
+import math
+import numbers
 import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -56,6 +61,75 @@ def sorted_labels(values: pd.Series) -> list[str]:
         return sorted(unique, key=float)
     except ValueError:
         return unique
+
+
+# Labels: one rule for every tabular reader (CSV, TSV, JSONL, Parquet). A label is compared as a number when it is
+# one (an int or float cell, or a string spelling a plain decimal number in ASCII digits): 1, "1", "1.0", "01",
+# "+1" and 1e0 are one class, written as its shortest form ("1"; an integral value is written as an int, others as
+# the normalised decimal, "0.5"). Booleans are "true"/"false". Other strings are compared as written (outer spaces
+# stripped): labels that differ only in case, width or inner spacing are reported (similar_labels), never merged.
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def canonical_number(text: str) -> str | None:
+    """The one spelling of the number `text` spells ("1.0" -> "1", "0.50" -> "0.5", "1e3" -> "1000"), or None
+    when `text` is not a plain decimal number (exact: Decimal, never float rounding)."""
+    if not _NUMBER.fullmatch(text):
+        return None
+    value = decimal.Decimal(text)
+    if value == value.to_integral_value() and value.adjusted() < 40:  # 1e999 stays 1E+999, not a 1000-digit int
+        return str(int(value))
+    return str(value.normalize(decimal.Context(prec=len(text))))  # every digit kept: no rounding merges two labels
+
+
+def label_string(value: Any, spellings: dict[str, dict[str, int]] | None = None) -> str | None:
+    """One label cell as its label string ("" when missing), by the rule above; None when the cell is neither a
+    string nor a number (a list or an object), which the reader rejects. `spellings` (canonical -> {spelling as
+    read: rows}) collects the spellings that were merged into another ("1.0" and "01" into "1")."""
+    if value is None or value is pd.NA:
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, (numbers.Real, decimal.Decimal)):
+        if isinstance(value, float) and math.isnan(value):
+            return ""  # pandas' missing value
+        raw = repr(float(value)) if isinstance(value, numbers.Real) else str(value)
+    elif isinstance(value, str):
+        raw = value.strip()
+    else:
+        return None
+    canonical = canonical_number(raw) or raw
+    if spellings is not None and canonical != raw:
+        merged = spellings.setdefault(canonical, {})
+        merged[raw] = merged.get(raw, 0) + 1
+    return canonical
+
+
+def text_cell(value: Any) -> str | None:
+    """A text cell as read: a string as it is, "" when missing (null, NaN or no key); None for anything else (a
+    number, boolean, list or object in JSONL or Parquet), which the reader rejects rather than train on its repr."""
+    if isinstance(value, str):
+        return value
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return None
+
+
+def shown(value: Any) -> str:
+    """A cell that is not a string, as JSON (for rejected.csv and messages): 123, true, ["a", "b"], {"k": 1}."""
+    value = value.tolist() if isinstance(value, np.ndarray | np.generic) else value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def similar_labels(counts: dict[str, int]) -> list[dict[str, int]]:
+    """Groups of 2+ labels that differ only in case, character width or spacing ("Pos", "pos", "po s" does not
+    count), each as {label: rows}. Reported as suspicious and not merged: case can carry meaning ("US" and "us")."""
+    groups: dict[str, dict[str, int]] = {}
+    for name, rows in counts.items():
+        groups.setdefault(" ".join(unicodedata.normalize("NFKC", name).casefold().split()), {})[name] = rows
+    return [group for _, group in sorted(groups.items()) if len(group) > 1]
 
 
 def mark_rows(df: pd.DataFrame, lowercase: bool, min_chars: int) -> pd.DataFrame:

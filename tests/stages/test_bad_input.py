@@ -79,7 +79,7 @@ def split_failure(tmp_path: Path, params: Path, rows: list[str]) -> str:
 
 def test_split_with_a_class_too_small_to_stratify_names_the_class(tmp_path, tiny_params):
     rows = ["text,label"] + [f"text number {i},{'a' if i < 10 else 'b'}" for i in range(20)] + ["lonely one,c"]
-    assert "Classes with too few examples: {'c': 1}" in split_failure(tmp_path, tiny_params, rows)
+    assert "1 of 3 classes have fewer than 2 examples, e.g. 'c' (1)" in split_failure(tmp_path, tiny_params, rows)
 
 
 def test_label_seen_only_in_the_test_split_is_refused(tmp_path, tiny_model):

@@ -62,7 +62,9 @@ def test_tokenize_writes_multi_hot_float_labels_and_split_keeps_every_example(ru
     labels = np.asarray(ds["labels"])
     assert labels.shape == (len(ds), 4) and set(np.unique(labels)) <= {0.0, 1.0}
     split = read(root / "reports/split.json")
-    assert sum(s["examples"] for s in split.values()) == len(ds) and "label_counts" not in split["train"]
+    assert sum(s["examples"] for s in split.values()) == len(ds)
+    train_counts = labels[np.asarray(load_from_disk(str(root / "splits"))["train"]["example_id"])].sum(axis=0)
+    assert list(split["train"]["label_counts"].values()) == train_counts.astype(int).tolist(), "texts per label"
 
 
 def test_fine_tune_saves_a_sigmoid_head_with_label_names(csv_run):

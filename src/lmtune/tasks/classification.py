@@ -1,8 +1,9 @@
 """Single-label text classification (sentiment, topic, intent; binary or multi-class)."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,21 +20,29 @@ from lmtune.inference import batched_logits, softmax
 from lmtune.modeling import MeanPoolingConfig, MeanPoolingForSequenceClassification
 from lmtune.tasks.base import EvalResult
 from lmtune.io import DATA_FILE, REJECTED_FILE
-from lmtune.text import StreamedClean, first_row_number, label_codes, mark_rows, \
-    normalize_text, repeats, require_columns, row_keys, sorted_labels
+from lmtune.text import StreamedClean, first_row_number, label_codes, label_string, mark_rows, \
+    normalize_text, repeats, require_columns, row_keys, shown, similar_labels, sorted_labels, text_cell
 
 if TYPE_CHECKING:
     from lmtune.config import Params
+
+logger = logging.getLogger(__name__)
 
 SPLIT_NAMES = {"train": "train", "validation": "validation", "valid": "validation", "val": "validation",
                "dev": "validation", "test": "test"}
 
 
-def iter_labelled_texts(path: Path, params: Params, label_cell: Callable[[Any], str] | None = None,
+def iter_labelled_texts(path: Path, params: Params, label_cell: Callable[[Any], str | None] | None = None,
                         chunk_rows: int = io.CHUNK_ROWS) -> Iterator[pd.DataFrame]:
-    """The input file in chunks of columns text, label (strings), row (1-based line), with task.text_pair_column
-    text_pair (the pair's second text) and, with a split column, split. `label_cell` turns one raw label cell into its string (default: the cell as text, "" when missing),
-    e.g. a multi-label list into "a|b"."""
+    """The input file in chunks of columns text, label (strings), row (1-based line), reason, with
+    task.text_pair_column text_pair (the pair's second text) and, with a split column, split. `label_cell` turns one
+    raw label cell into its string (default lmtune.text.label_string: numbers compare as numbers, "" when missing),
+    e.g. a multi-label list into "a|b"; it returns None for a cell of a type the task cannot use.
+
+    A text cell that is not a string (a number, boolean, list or object in JSONL or Parquet) is never trained on as
+    its repr: the row's `reason` is text_not_a_string (text_pair_not_a_string, label_not_a_string_or_number for a
+    label_cell None), and its text (or label) holds the value as JSON for rejected.csv; `reason` is "" otherwise."""
+    label_cell = label_cell or label_string
     t = params.task
     columns = {"task.text_column": t.text_column, "task.label_column": t.label_column}
     if t.text_pair_column:
@@ -50,13 +59,16 @@ def iter_labelled_texts(path: Path, params: Params, label_cell: Callable[[Any], 
             df = df.assign(**{c: None for c in columns.values() if c not in df})
         else:
             require_columns(df, path, columns)
-        frame = pd.DataFrame({
-            "text": df[t.text_column].fillna("").astype(str),
-            "label": df[t.label_column].map(label_cell) if label_cell else df[t.label_column].fillna("").astype(str),
-            "row": first_row + df.index.to_numpy(),
-        }, index=df.index)
+        (texts, bad_text), (labels, bad_label) = typed_cells(df[t.text_column], text_cell), \
+            typed_cells(df[t.label_column], label_cell)
+        frame = pd.DataFrame({"text": texts, "label": labels, "row": first_row + df.index.to_numpy()}, index=df.index)
+        reason = np.where(bad_label, "label_not_a_string_or_number", "").astype(object)
         if t.text_pair_column:  # a sentence pair's second text
-            frame.insert(1, "text_pair", df[t.text_pair_column].fillna("").astype(str))
+            pairs, bad_pair = typed_cells(df[t.text_pair_column], text_cell)
+            frame.insert(1, "text_pair", pairs)
+            reason[bad_pair] = "text_pair_not_a_string"
+        reason[bad_text] = "text_not_a_string"
+        frame["reason"] = reason
         if t.split_column and df[t.split_column].isna().all() and jsonl:
             no_split = no_split or int(frame["row"].iloc[0])  # reported once the column is known to exist
             frame["split"] = None
@@ -68,9 +80,30 @@ def iter_labelled_texts(path: Path, params: Params, label_cell: Callable[[Any], 
         raise bad_split_value(path, no_split, "nan", t.split_column)
 
 
-def read_labelled_texts(path: Path, params: Params, label_cell: Callable[[Any], str] | None = None) -> pd.DataFrame:
-    """iter_labelled_texts as one DataFrame (for tasks that clean in memory)."""
-    return pd.concat(list(iter_labelled_texts(path, params, label_cell)), ignore_index=True)
+def typed_cells(column: pd.Series, cell: Callable[[Any], str | None]) -> tuple[pd.Series, np.ndarray]:
+    """(strings, wrong): `cell` of every value of `column`, where a value `cell` refuses (None) is shown as JSON
+    instead and marked in `wrong` ((rows,) bool)."""
+    values = column.astype(object)  # Parquet's numeric columns: numpy values, refused or read like JSON ones
+    out = values.map(cell)
+    wrong = out.isna().to_numpy()
+    if wrong.any():
+        out = out.where(~wrong, values.map(shown))
+    return out.astype(object), wrong
+
+
+def read_labelled_texts(path: Path, params: Params, label_cell: Callable[[Any], str | None] | None = None) -> pd.DataFrame:
+    """iter_labelled_texts as one DataFrame (for tasks that clean in memory: seq2seq, whose label column is a target
+    text, so both columns are read as texts by default). A cell that is not a string stops with a DataError naming
+    its row and field: this reader has no rejected-row reason for it."""
+    frame = pd.concat(list(iter_labelled_texts(path, params, label_cell or text_cell)), ignore_index=True)
+    bad = frame["reason"] != ""
+    if bad.any():
+        first = frame[bad].iloc[0]
+        field, column = ("label", params.task.label_column) if first["reason"].startswith("label") else \
+            ("text", params.task.text_column)
+        raise DataError(f"{path}: row {first['row']}: field {column!r} holds {first[field]}, not a string; "
+                        f"write the text as a JSON string (quoted) or drop the row")
+    return frame.drop(columns="reason")
 
 
 def split_values(column: pd.Series, rows: pd.Series, path: Path, name: str) -> pd.Series:
@@ -99,7 +132,8 @@ def no_rows_left(path: Path, rejected: pd.DataFrame | int) -> DataError:
 # label key (25 bytes a row). Duplicates and conflicts are then decided with numpy, so the label set and counts are
 # known before anything is written. Pass 2 reads the input again and writes the kept rows and the rejected ones.
 REASONS = ("", "empty_text", "empty_text_pair", "too_short", "missing_label", "label_not_a_number", "duplicate",
-           "conflicting_labels", "train_copy_of_validation_or_test")
+           "conflicting_labels", "train_copy_of_validation_or_test", "text_not_a_string", "text_pair_not_a_string",
+           "label_not_a_string_or_number")
 KEPT, DUPLICATE, CONFLICTING = 0, REASONS.index("duplicate"), REASONS.index("conflicting_labels")
 TRAIN_COPY = REASONS.index("train_copy_of_validation_or_test")
 SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
@@ -116,11 +150,17 @@ class ChunkedRows:
     label_cell: Callable[[Any], str] | None = None  # one raw label cell -> its string (multilabel: "a|b")
     prepare: Callable[[pd.DataFrame], pd.DataFrame] | None = None  # per chunk before the rules (regression: numbers)
     chunk_rows: int = io.CHUNK_ROWS
+    # canonical label -> {spelling as read: rows} of the labels merged by the number rule ("1.0" into "1"); filled
+    # as the rows are read (by label_cell when given, which must then update it itself)
+    spellings: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def __iter__(self) -> Iterator[pd.DataFrame]:
-        for frame in iter_labelled_texts(self.path, self.params, self.label_cell, self.chunk_rows):
+        label_cell = self.label_cell or (lambda cell: label_string(cell, self.spellings))
+        for frame in iter_labelled_texts(self.path, self.params, label_cell, self.chunk_rows):
+            typed = frame["reason"]  # a cell of the wrong type; `prepare` (regression) may set its own reasons
             frame = self.prepare(frame) if self.prepare else frame
-            yield mark_rows(frame, self.params.clean.lowercase, self.params.clean.min_chars)
+            frame = mark_rows(frame, self.params.clean.lowercase, self.params.clean.min_chars)
+            yield frame.assign(reason=typed.where(typed != "", frame["reason"]))
 
 
 @dataclass(frozen=True)
@@ -219,9 +259,29 @@ def clean(path: Path, params: Params, chunk_rows: int = io.CHUNK_ROWS) -> Stream
         raise DataError(f"{path}: only one class ({labels[0]!r}) after cleaning; classification needs "
                         f"at least two labels in column {params.task.label_column!r}")
     ids = {name: i for i, name in enumerate(labels)}
-    return streamed_result(rows, scan, labels, {"label_counts": {name: counts[name] for name in labels}},
+    summary = {"label_counts": {name: counts[name] for name in labels}, **label_report(rows.spellings, counts)}
+    return streamed_result(rows, scan, labels, summary,
                            lambda kept: kept.assign(label_id=kept["label"].map(ids).astype("int64")),
                            [pa.field("label_id", pa.int64())])
+
+
+def label_report(spellings: dict[str, dict[str, int]], counts: dict[str, int]) -> dict[str, Any]:
+    """reports/clean.json's account of the label rule (lmtune.text.label_string): labels_merged (canonical label ->
+    {spelling as read: rows}, the number spellings read as that label, e.g. {"1": {"1.0": 3}}) and similar_labels
+    (groups of kept labels that differ only in case, width or spacing, {label: rows} each: suspicious, not merged).
+    Each key only when it has something to say; both are logged. Call it after the scan, before the write pass
+    reads the rows again (and counts the spellings twice)."""
+    merged = {label: dict(sorted(found.items())) for label, found in sorted(spellings.items())}
+    similar = similar_labels(counts)
+    if merged:
+        logger.info("labels that are one number, merged: %s", "; ".join(
+            f"{', '.join(map(repr, found))} read as {label!r}" for label, found in list(merged.items())[:5]))
+    if similar:
+        logger.warning("%d group(s) of labels differ only in case or spacing and are kept as different classes, "
+                       "e.g. %s; if they mean the same, fix the label column (see similar_labels in the clean "
+                       "report)", len(similar), "; ".join(" / ".join(f"{k!r} ({v} rows)" for k, v in group.items())
+                                                          for group in similar[:3]))
+    return ({"labels_merged": merged} if merged else {}) | ({"similar_labels": similar} if similar else {})
 
 
 def encode_inputs(tokenizer: PreTrainedTokenizerBase, texts: list[str], pairs: list[str] | None,
@@ -360,19 +420,32 @@ def evaluate(model: Any, tokenizer: PreTrainedTokenizerBase, test: Dataset, labe
                    for inputs, t, p, pr in zip(input_rows(test), y_true, y_pred, probs)]
     per_class = metrics.per_class_report(y_true, y_pred, labels)
     scored = metrics.label_rows(per_class)  # labels absent from test are listed in per_class, not drawn as 0
-    matrix = metrics.confusion(y_true, y_pred, len(labels))
+    log_absent(per_class, len(labels))
+    # the picture: the labels with most test examples only; the whole matrix is reports/eval/confusion.json
+    matrix, shown = metrics.top_confusion(y_true, y_pred, len(labels), plots.CONFUSION_LABELS)
     pr_curve = metrics.precision_recall_points(y_true, probs)
     pr_title = f"Precision-recall ({labels[1]!r} vs rest)" if len(labels) == 2 else \
         "Precision-recall (micro-average, one-vs-rest)"
     return EvalResult(
         metrics=metrics.classification_metrics(y_true, y_pred, len(labels)), predictions=predictions,
-        reports={"per_class": per_class},
+        reports={"per_class": per_class, "confusion": metrics.confusion_cells(y_true, y_pred, labels)},
         plots={"confusion": [{"actual": p["label"], "predicted": p["predicted"]} for p in predictions],
                "f1_by_label": [{"label": name, "f1": round(v["f1-score"], 6)} for name, v in scored.items()],
                "precision_recall": pr_curve},
-        figures={"confusion_matrix.png": lambda path: plots.confusion_matrix(matrix, labels, path),
+        figures={"confusion_matrix.png": lambda path: plots.confusion_matrix(matrix, [labels[i] for i in shown],
+                                                                             path, len(labels)),
                  "per_class_f1.png": lambda path: plots.per_class_f1(scored, path),
                  "precision_recall.png": lambda path: plots.precision_recall(pr_curve, pr_title, path)})
+
+
+def log_absent(per_class: dict[str, Any], n_labels: int) -> None:
+    """Say which labels the test split cannot score: macro averages run over the others (metrics.present_labels)."""
+    absent = per_class.get(metrics.ABSENT_LABELS, [])
+    if absent:
+        logger.warning("%d of %d labels have no test example and no prediction, so test macro averages run over the "
+                       "other %d (listed under %s in the per-class report): %s%s", len(absent), n_labels,
+                       n_labels - len(absent), metrics.ABSENT_LABELS, ", ".join(map(repr, absent[:5])),
+                       ", ..." if len(absent) > 5 else "")
 
 
 def predict(model: Any, tokenizer: Any, records: list[dict[str, Any]], info: dict[str, Any],

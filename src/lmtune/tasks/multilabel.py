@@ -26,7 +26,7 @@ from lmtune.tasks import classification
 from lmtune.tasks.base import EvalResult
 from lmtune.tasks.classification import ChunkedRows, encode_texts, input_rows, model_features, no_rows_left, \
     record_features, scan_rows, streamed_result
-from lmtune.text import StreamedClean, sorted_labels
+from lmtune.text import StreamedClean, label_string, sorted_labels
 
 if TYPE_CHECKING:
     from lmtune.config import Params
@@ -34,23 +34,31 @@ if TYPE_CHECKING:
 NO_LABELS = "[]"  # an explicitly empty label set, as a cell or a JSON list; a blank cell is a missing label
 
 
-def canonical_labels(cell: Any, separator: str, path: Path) -> str:
+def canonical_labels(cell: Any, separator: str, path: Path,
+                     spellings: dict[str, dict[str, int]] | None = None) -> str | None:
     """One label cell (a separated string or a list) as its sorted, de-duplicated labels joined by `separator`:
-    equal label sets give equal strings. NO_LABELS for an explicitly empty set, "" for a missing label."""
+    equal label sets give equal strings. NO_LABELS for an explicitly empty set, "" for a missing label, None for a
+    cell (or list item) that is neither a string nor a number (rejected: label_not_a_string_or_number). Each label
+    follows lmtune.text.label_string: numbers compare as numbers (1, "1" and 1.0 are label "1"; merged spellings are
+    counted in `spellings`)."""
     if isinstance(cell, (list, tuple, np.ndarray)):
-        items = [str(item).strip() for item in cell]
+        items = [label_string(item, spellings) for item in cell]
+        if None in items:
+            return None
         inner = next((item for item in items if separator in item), None)
         if inner is not None:
             raise DataError(f"{path}: label {inner!r} contains multilabel.label_separator {separator!r}; rename "
                             f"the label or set multilabel.label_separator to a character no label uses")
         if not any(items):
             return NO_LABELS
-    elif cell is None or (isinstance(cell, float) and np.isnan(cell)):
-        return ""
-    elif str(cell).strip() == NO_LABELS:
+    elif not isinstance(cell, str):  # a number (one label), a missing value (""), or an object (None)
+        items = [label_string(cell, spellings)]
+        if items[0] in (None, ""):
+            return items[0]
+    elif cell.strip() == NO_LABELS:
         return NO_LABELS
     else:
-        items = [item.strip() for item in str(cell).split(separator)]
+        items = [label_string(item, spellings) for item in cell.split(separator)]
     return separator.join(sorted({item for item in items if item}))
 
 
@@ -61,8 +69,9 @@ def label_set(canonical: str, separator: str) -> list[str]:
 def clean(path: Path, params: Params, chunk_rows: int = io.CHUNK_ROWS) -> StreamedClean:
     """Read the file in chunks, normalise texts, drop unusable rows (with reasons), map each label set to label ids."""
     separator = params.multilabel.label_separator
-    rows = ChunkedRows(path, params, label_cell=lambda cell: canonical_labels(cell, separator, path),
-                       chunk_rows=chunk_rows)
+    spellings: dict[str, dict[str, int]] = {}
+    rows = ChunkedRows(path, params, label_cell=lambda cell: canonical_labels(cell, separator, path, spellings),
+                       chunk_rows=chunk_rows, spellings=spellings)
     scan = scan_rows(rows)
     set_counts = scan.kept_label_counts()  # canonical label set -> kept texts
     if not set_counts:
@@ -80,7 +89,8 @@ def clean(path: Path, params: Params, chunk_rows: int = io.CHUNK_ROWS) -> Stream
     index = {name: i for i, name in enumerate(labels)}
     kept = sum(set_counts.values())
     summary = {"label_counts": {name: counts[name] for name in labels},
-               "mean_labels_per_text": round(labelled / kept, 4), "texts_without_labels": set_counts.get(NO_LABELS, 0)}
+               "mean_labels_per_text": round(labelled / kept, 4), "texts_without_labels": set_counts.get(NO_LABELS, 0),
+               **classification.label_report(spellings, dict(counts))}
     return streamed_result(rows, scan, labels, summary, lambda part: part.assign(label_ids=part["label"].map(
         lambda canonical: [index[name] for name in label_set(canonical, separator)])),
         [pa.field("label_ids", pa.list_(pa.int64()))])
@@ -112,8 +122,21 @@ def compute_metrics(labels: list[str], params: Params, eval_dataset: Dataset, to
     return fn
 
 
+SCORED_LABELS = 20  # predictions.jsonl keeps at most this many scores a text beyond its true and predicted labels
+
+
 def label_scores(labels: list[str], probs: np.ndarray) -> dict[str, float]:
     return {name: round(float(p), 6) for name, p in zip(labels, probs)}
+
+
+def bounded_scores(labels: list[str], probs: np.ndarray, truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """label_scores for a predictions.jsonl row: every label's with up to SCORED_LABELS labels; with more, the
+    SCORED_LABELS highest and those of the true and predicted labels, so the file grows with texts, not labels."""
+    if len(labels) <= SCORED_LABELS:
+        return label_scores(labels, probs)
+    keep = np.argpartition(-probs, SCORED_LABELS)[:SCORED_LABELS]
+    keep = np.union1d(keep, np.flatnonzero(truth | predicted))
+    return {labels[i]: round(float(probs[i]), 6) for i in keep[np.argsort(-probs[keep], kind="stable")]}
 
 
 def evaluate(model: Any, tokenizer: PreTrainedTokenizerBase, test: Dataset, labels: list[str],
@@ -123,10 +146,11 @@ def evaluate(model: Any, tokenizer: PreTrainedTokenizerBase, test: Dataset, labe
     y_pred = (probs >= params.multilabel.threshold).astype(int)
     names = np.asarray(labels)
     predictions = [{**inputs, "labels": names[t == 1].tolist(), "predicted": names[p == 1].tolist(),
-                    "scores": label_scores(labels, pr)} for inputs, t, p, pr in zip(input_rows(test), y_true, y_pred,
-                                                                                    probs)]
+                    "scores": bounded_scores(labels, pr, t == 1, p == 1)}
+                   for inputs, t, p, pr in zip(input_rows(test), y_true, y_pred, probs)]
     per_label = metrics.per_class_report(y_true, y_pred, labels)  # sklearn reads indicator matrices per column
     scored = metrics.label_rows(per_label)  # labels with no true or predicted positive: listed, not drawn as 0
+    classification.log_absent(per_label, len(labels))
     # Every (text, label) pair is one binary decision: the micro-averaged curve is the two-class curve over them.
     pr_curve = metrics.precision_recall_points(y_true.ravel(), np.stack([1 - probs.ravel(), probs.ravel()], axis=1))
     return EvalResult(
