@@ -19,7 +19,7 @@ import torch
 from datasets import load_from_disk
 from transformers import set_seed
 
-from lmtune import families, io, models, plots, tracking, training
+from lmtune import families, io, modelcard, models, plots, tracking, training
 from lmtune.cli import run_stage, setup_logging, stage_parser
 from lmtune.config import Params, flatten, load_params
 from lmtune.errors import Interrupted, ParamsError
@@ -40,6 +40,7 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, chec
     # fail fast, before any heavy work; only rank 0 tracks, and the ranks must not all create a new store at once
     tracking_ok = training.is_main_process() and tracking.connect(params.tracking.required)
     tracking.require_a_commit()
+    io.check_writable(Path(model_dir).parent, reports_dir)  # a read-only folder stops the stage before training
     if ft.num_threads:
         torch.set_num_threads(ft.num_threads)
     set_seed(ft.seed)  # before the model is built: the new head's initial weights depend on it
@@ -97,10 +98,20 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, chec
             return {}
         summary = training.summarize(trainer, result, sizes, precision, resumed=resume_from is not None)
         train_rows, val_rows = training.learning_curves(trainer.state.log_history)
-        with io.atomic_path(model_dir) as tmp:
+        reports = [reports_dir / name for name in ("learning_curves.png", "train.json", tracking.TRAIN_SUMMARY)]
+        # the model and its reports move in together, or none of them (e.g. a full disk while saving)
+        with io.atomic_outputs(model_dir, *reports) as (tmp, curves, train_json, train_summary):
             training.save_model(trainer, tmp)
             io.write_json(tmp / INFO_FILE, {**meta, **lineage, "params": {
                 section: dataclasses.asdict(getattr(params, section)) for section in INFERENCE_PARAMS}})
+            registered = params.tracking.registered_model.format(task=params.task.name) \
+                if mlflow_run is not None and params.tracking.log_model else ""
+            modelcard.write(tmp, params=params, lineage=lineage, labels=labels, data_dir=data_dir,  # README.md
+                            validation={"metric": metric, "value": summary["best_metric"],
+                                        "step": summary["best_step"]},
+                            rows={split: len(ds) for split, ds in data.items()}, decoder_only=causal is not None,
+                            run_id=mlflow_run.info.run_id if mlflow_run is not None else None,
+                            registered_model=registered, load_path=Path(model_dir).as_posix())
             if mlflow_run is not None:
                 io.write_json(tmp / tracking.RUN_FILE, {"run_id": mlflow_run.info.run_id,
                                                         "tracking_uri": tracking.tracking_uri()})
@@ -111,8 +122,9 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path, chec
                     tracking.tag_version(params.tracking.registered_model.format(task=params.task.name),
                                          summary["registered_version"],
                                          {**lineage, f"val_best_{metric}": summary["best_metric"]})
-    plots.learning_curves(train_rows, val_rows, metric, reports_dir / "learning_curves.png",
-                          best_step=summary["best_step"])
+            plots.learning_curves(train_rows, val_rows, metric, curves, best_step=summary["best_step"])
+            io.write_json(train_json, summary)
+            io.write_json(train_summary, tracking.train_summary(summary, metric))
     shutil.rmtree(checkpoint_dir, ignore_errors=True)  # finished: nothing left to resume
     return summary
 
@@ -129,10 +141,7 @@ def main(argv: list[str] | None = None) -> None:
                                              sys.argv[1:] if argv is None else argv))
     logger.info("model=%s fine_tune=%s", params.model, params.fine_tune)
     summary = run(params, args.data_dir, args.model_dir, args.reports_dir, args.checkpoints)
-    if summary:
-        io.write_json(args.reports_dir / "train.json", summary)
-        metric = best_metric(TASKS[params.task.name], params.fine_tune.metric_for_best_model)
-        io.write_json(args.reports_dir / tracking.TRAIN_SUMMARY, tracking.train_summary(summary, metric))
+    if summary:  # rank 0
         logger.info("training done: %s", summary)
 
 

@@ -5,17 +5,24 @@ signature names them. Output: one row per input with the
 prediction fields (label and score, entities, answer, generated text, ...)."""
 from __future__ import annotations
 
+from typing import Any
+
 import mlflow.pyfunc
 import pandas as pd
+from mlflow.pyfunc import PythonModelContext
 
 
 class LmtuneModel(mlflow.pyfunc.PythonModel):
-    def load_context(self, context):  # noqa: ANN001 - MLflow infers a schema from hints; it rejects ours
+    def load_context(self, context: PythonModelContext) -> None:
         from lmtune.inference import Predictor
 
         self.predictor = Predictor(context.artifacts["model_dir"])
 
-    def predict(self, context, model_input, params=None):  # noqa: ANN001 - see load_context
+    def predict(self, context: PythonModelContext, model_input: pd.DataFrame,
+                params: dict[str, Any] | None = None) -> pd.DataFrame:
+        """`model_input`: the signature's columns (MLflow turns a served request into this DataFrame). The hint is
+        pd.DataFrame, one MLflow validates nothing against and infers no schema from: the logged signature is
+        the schema (lmtune.tracking.log_model). A list of texts, passed by hand, is read as the first field."""
         if isinstance(model_input, pd.DataFrame):
             records = model_input.to_dict(orient="records")
         else:
@@ -23,7 +30,6 @@ class LmtuneModel(mlflow.pyfunc.PythonModel):
         rows = self.predictor.predict(records)
         inputs = set(self.predictor.input_fields)
         return pd.DataFrame([{k: v for k, v in row.items() if k not in inputs and k != "scores"} for row in rows])
-
 
 def pip_requirements() -> list[str]:
     """Pinned to what trained the model, so a served model runs the same code paths."""

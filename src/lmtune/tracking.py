@@ -159,7 +159,8 @@ class DvcLiveCallback(TrainerCallback):
 
 def log_model(model_dir: Path, registered_model: str, input_fields: tuple[str, ...]) -> str | None:
     """Log the fine-tuned model once (not its checkpoints) as an MLflow pyfunc and register a new version;
-    its input signature is the task's input fields, as string columns."""
+    its input signature is the task's input fields, as string columns. The model card (README.md, in model_dir)
+    travels inside the model's artifacts, and its markdown becomes the registered version's description."""
     import pandas as pd
     from mlflow.models import infer_signature
 
@@ -168,6 +169,13 @@ def log_model(model_dir: Path, registered_model: str, input_fields: tuple[str, .
         warnings.simplefilter("ignore", UserWarning)
         info = _log_pyfunc(model_dir, registered_model, signature)
     version = getattr(info, "registered_model_version", None)
+    card = model_dir / "README.md"  # lmtune.modelcard: logged inside the model; its text describes the version too
+    if version is not None and registered_model and card.is_file():
+        from huggingface_hub import ModelCard
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(tracking_uri=tracking_uri()).update_model_version(
+            registered_model, str(version), description=ModelCard(card.read_text(encoding="utf-8")).text.strip())
     return str(version) if version is not None else None
 
 
