@@ -25,6 +25,8 @@ class TaskParams:
     text_pair_column: str  # input column holding a pair's second text (classification, multilabel, regression); "" = single text
     label_column: str  # input column holding the label (name or number)
     split_column: str  # optional column with train/validation/test per row; "" splits by fractions
+    label_names: list[str]  # classification, multilabel: a name per label, in the labels' sorted order (numeric when
+    # every label is a number); used in reports, plots, predictions and the model; the data keeps the labels. [] = none
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,8 @@ class FineTuneParams:
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup", "polynomial"]
     warmup_ratio: float
     weight_decay: float
-    optimizer: Literal["adamw", "sgd", "adafactor"]
+    optimizer: Literal["adamw", "adagrad", "adadelta", "sgd", "adafactor"]
+    momentum: float  # SGD's momentum (0 = plain SGD); other optimizers refuse a nonzero value
     grad_accum_steps: int
     max_grad_norm: float
     seed: int
@@ -179,6 +182,8 @@ class Params:
     tracking: TrackingParams
 
 
+LABEL_NAME_TASKS = ("classification", "multilabel")  # tasks whose labels task.label_names may name
+
 # Range and cross-field rules, each (section, check, message). Messages say how to fix the value.
 _RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("tokenize", lambda s: s.max_length >= 8, "max_length must be >= 8"),
@@ -188,7 +193,14 @@ _RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("clean", lambda s: s.min_chars >= 1, "min_chars must be >= 1"),
     ("fine_tune", lambda s: s.epochs > 0 or s.max_steps > 0, "set epochs > 0 or max_steps > 0"),
     ("fine_tune", lambda s: s.batch_size >= 1 and s.eval_batch_size >= 1, "batch sizes must be >= 1"),
-    ("fine_tune", lambda s: 0 < s.learning_rate < 1, "learning_rate must lie in (0, 1)"),
+    ("fine_tune", lambda s: 0 < s.learning_rate < 1 or s.optimizer == "adadelta" and 0 < s.learning_rate <= 1,
+     "learning_rate must lie in (0, 1) (adadelta: (0, 1], 1.0 being torch's default for it)"),
+    ("fine_tune", lambda s: 0 <= s.momentum < 1, "momentum must lie in [0, 1)"),
+    ("fine_tune", lambda s: s.momentum == 0 or s.optimizer == "sgd",
+     "momentum applies to optimizer sgd only; set momentum: 0.0 or optimizer: sgd"),
+    ("task", lambda s: all(isinstance(n, str) and n.strip() for n in s.label_names),
+     "label_names must be non-empty strings"),
+    ("task", lambda s: len(set(s.label_names)) == len(s.label_names), "label_names must not repeat a name"),
     ("fine_tune", lambda s: 0 <= s.warmup_ratio < 1, "warmup_ratio must lie in [0, 1)"),
     ("fine_tune", lambda s: s.weight_decay >= 0, "weight_decay must be >= 0"),
     ("fine_tune", lambda s: s.grad_accum_steps >= 1, "grad_accum_steps must be >= 1"),
@@ -221,6 +233,11 @@ _RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
 
 def _type_problem(value: Any, hint: Any) -> str | None:
     """Return a description of why `value` does not fit the annotation `hint`, or None."""
+    if typing.get_origin(hint) is list:  # list[str]: a YAML list of that item type
+        item = typing.get_args(hint)[0]
+        ok = isinstance(value, list) and all(isinstance(v, item) for v in value)
+        quote = " (quote items YAML reads as numbers or booleans: \"1\", \"yes\")" if item is str else ""
+        return None if ok else f"must be a list of {item.__name__}, got {value!r}{quote}"
     if typing.get_origin(hint) is Literal:
         choices = typing.get_args(hint)
         return None if value in choices else f"must be one of {', '.join(map(repr, choices))}, got {value!r}"
@@ -291,6 +308,9 @@ def params_from_dict(raw: Any, source: str = "params.yaml") -> Params:
                             f"pairs work with classification, multilabel and regression)")
         elif built["task"].text_pair_column and built["task"].text_pair_column == built["task"].text_column:
             problems.append("task.text_pair_column: must differ from task.text_column (or be \"\" for one text)")
+        if built["task"].label_names and built["task"].name not in LABEL_NAME_TASKS:
+            problems.append(f"task.label_names: {built['task'].name} has no class labels to name; set it to [] "
+                            f"(label names work with {' and '.join(LABEL_NAME_TASKS)})")
         task, ft, model = built["task"].name, built.get("fine_tune"), built.get("model")
         if task in TASKS and ft is not None:
             from lmtune.tasks import best_metric

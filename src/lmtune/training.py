@@ -19,15 +19,21 @@ from transformers import EarlyStoppingCallback, ProgressCallback, Seq2SeqTrainer
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import sort_checkpoints
 
-from lmtune import causal
+from lmtune import causal, io
 from lmtune.config import FineTuneParams
 from lmtune.errors import LmtuneError
 from lmtune.sampling import ShuffledLengthGroupedSampler
-from lmtune.tasks import LOWER_IS_BETTER
+from lmtune.tasks import LOWER_IS_BETTER, regression
 
 logger = logging.getLogger(__name__)
 
-OPTIMIZERS = {"adamw": "adamw_torch_fused", "sgd": "sgd", "adafactor": "adafactor"}
+# fine_tune.optimizer -> TrainingArguments.optim, which transformers builds (transformers.trainer_optimizer). Adadelta
+# has no name there: its arguments carry "torch_optimizer=adadelta" in optim_args, and build_trainer hands the class to
+# the Trainer (optimizer_cls_and_kwargs, which overrides optim).
+OPTIMIZERS = {"adamw": "adamw_torch_fused", "adagrad": "adagrad", "adadelta": "adamw_torch", "sgd": "sgd",
+              "adafactor": "adafactor"}
+TORCH_OPTIMIZERS = {"adadelta": torch.optim.Adadelta}
+TORCH_OPTIMIZER = "torch_optimizer"  # the optim_args key naming a TORCH_OPTIMIZERS entry
 FINGERPRINT_FILE = "lmtune_fingerprint.json"
 
 
@@ -103,6 +109,7 @@ def training_arguments(ft: FineTuneParams, output_dir: Path, precision: str, has
         warmup_steps=ft.warmup_ratio,  # a float in [0, 1) is a fraction of the total steps
         weight_decay=ft.weight_decay,
         optim=OPTIMIZERS[ft.optimizer],
+        optim_args=optimizer_args(ft),
         max_grad_norm=ft.max_grad_norm,
         seed=ft.seed,
         data_seed=ft.seed,
@@ -132,6 +139,23 @@ def training_arguments(ft: FineTuneParams, output_dir: Path, precision: str, has
         disable_tqdm=False,
         **extra,
     )
+
+
+def optimizer_args(ft: FineTuneParams) -> str | None:
+    """TrainingArguments.optim_args ("key=value,..."): SGD's momentum, or which torch optimizer build_trainer uses."""
+    if ft.optimizer == "sgd":
+        return f"momentum={ft.momentum}"
+    if ft.optimizer in TORCH_OPTIMIZERS:
+        return f"{TORCH_OPTIMIZER}={ft.optimizer}"
+    return None
+
+
+def torch_optimizer(args: TrainingArguments) -> tuple[type[torch.optim.Optimizer], dict[str, Any]] | None:
+    """(class, kwargs) of an optimizer transformers does not name (Adadelta), from optim_args; None otherwise.
+    Weight decay still comes per parameter group from the Trainer (none on biases and norms)."""
+    pairs = dict(item.split("=", 1) for item in (args.optim_args or "").split(",") if "=" in item)
+    name = pairs.get(TORCH_OPTIMIZER)
+    return (TORCH_OPTIMIZERS[name], {"lr": args.learning_rate}) if name else None
 
 
 def _encoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
@@ -347,6 +371,13 @@ def build_trainer(model: Any, args: TrainingArguments, data: Any, tokenizer: Any
     extra: dict[str, Any] = {"generation": causal_generation} if causal_generation is not None else {}
     trainer_class = CausalGenerationTrainer if causal_generation is not None else \
         LmtuneSeq2SeqTrainer if generates else LmtuneTrainer
+    optimizer = torch_optimizer(args)
+    if optimizer is not None:  # one transformers does not name (Adadelta)
+        extra["optimizer_cls_and_kwargs"] = optimizer
+    if getattr(model.config, "problem_type", None) == "regression":  # targets in train-split standard units
+        scaling = regression.standardize_targets(model, io.column_numpy(data["train"], "labels"))
+        logger.info("regression targets standardised for training: mean %.6g, std %.6g (train split); outputs and "
+                    "metrics stay in the original units", scaling["mean"], scaling["std"])
     return trainer_class(model=model, args=args, train_dataset=data["train"],
                          eval_dataset=data["validation"] if args.eval_strategy != "no" else None,
                          processing_class=tokenizer, data_collator=collator, compute_metrics=compute_metrics,

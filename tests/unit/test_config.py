@@ -47,7 +47,7 @@ def test_bool_is_not_accepted_for_int_and_choice_lists_options():
     with pytest.raises(ParamsError) as err:
         params_from_dict(raw)
     assert "fine_tune.freeze_layers: must be int, got bool" in str(err.value)
-    assert "fine_tune.optimizer: must be one of 'adamw', 'sgd', 'adafactor'" in str(err.value)
+    assert "fine_tune.optimizer: must be one of 'adamw', 'adagrad', 'adadelta', 'sgd', 'adafactor'" in str(err.value)
 
 
 def test_unknown_task_and_unknown_section_are_rejected():

@@ -4,6 +4,11 @@ with mean squared error.
 Input: the label column holds the number. A row whose label is not a finite number ("n/a", "nan", "inf") is rejected
 with reason label_not_a_number; when no row has a number at all the column is wrong, and clean fails naming it.
 The same text with two different numbers is a conflict (both copies dropped), as in classification.
+
+Training standardises the targets: the fine-tune stage stores the train split's mean and std in the model config
+(SCALING) and the model learns (target - mean) / std, so targets in the thousands train like targets near 0. The
+model's outputs are always in the original units (scaling_hooks), so validation metrics, evaluate, `lmtune predict`
+and the MLflow model never see standard units; only the training loss is in them.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ if TYPE_CHECKING:
     from lmtune.config import Params
 
 OUTPUT = "value"  # the single output unit's name in the model config (id2label)
+SCALING = "lmtune_target_scaling"  # model config key: {"mean", "std"} of the train split's targets
 
 
 def parse_targets(frame: pd.DataFrame) -> pd.DataFrame:
@@ -76,9 +82,50 @@ def tokenize(ds: Dataset, tokenizer: PreTrainedTokenizerBase, params: Params,
 
 def load_model(name_or_path: str, labels: list[str], revision: str, attn_implementation: str | None = None,
                pooling: str = "auto") -> Any:
-    """One output unit (the predicted number) with MSE loss; `labels` is [] for this task."""
-    return classification.load_model(name_or_path, [OUTPUT], revision, attn_implementation, problem_type="regression",
-                                     pooling=pooling)
+    """One output unit (the predicted number) with MSE loss; `labels` is [] for this task. A model fine-tuned with
+    standardised targets answers in the original units."""
+    model = classification.load_model(name_or_path, [OUTPUT], revision, attn_implementation,
+                                      problem_type="regression", pooling=pooling)
+    if getattr(model.config, SCALING, None):
+        scaling_hooks(model)
+    return model
+
+
+def standardize_targets(model: Any, targets: np.ndarray) -> dict[str, float]:
+    """Train on standardised targets: the mean and std of `targets` (the train split's) go into the model config,
+    saved with the model, and the model reads them in every forward pass (scaling_hooks). A LoRA (peft) model's
+    hooks go on the model it wraps, which is what gets saved. Returns {"mean", "std"}; a constant target: std 1."""
+    targets = np.asarray(targets, dtype=np.float64)
+    std = float(targets.std())
+    scaling = {"mean": float(targets.mean()), "std": std if std > 0 else 1.0}
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    setattr(base.config, SCALING, scaling)
+    scaling_hooks(base)
+    return scaling
+
+
+def scaling_hooks(model: Any) -> None:
+    """Hooks on `model` (once): `labels` in are standardised with the config's SCALING, so the MSE loss is in
+    standard units, and the logits out are in the original units (fp32: bf16 keeps 3 significant digits). The config
+    is read at call time, so a model fine-tuned again on new data uses the new figures."""
+    if getattr(model, "_lmtune_scaling_hooks", False):
+        return
+    config = model.config
+
+    def standardize(module: Any, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
+        if kwargs.get("labels") is not None:
+            scaling = getattr(config, SCALING)
+            kwargs = {**kwargs, "labels": (kwargs["labels"] - scaling["mean"]) / scaling["std"]}
+        return args, kwargs
+
+    def original_units(module: Any, args: tuple, output: Any) -> Any:
+        scaling = getattr(config, SCALING)
+        output.logits = output.logits.float() * scaling["std"] + scaling["mean"]
+        return output
+
+    model.register_forward_pre_hook(standardize, with_kwargs=True)
+    model.register_forward_hook(original_units)
+    model._lmtune_scaling_hooks = True
 
 
 def compute_metrics(labels: list[str], params: Params, eval_dataset: Dataset, tokenizer: Any) -> Any:
