@@ -42,8 +42,9 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     params = load_params(args.params)
     logger.info("task=%s clean=%s", params.task, params.clean)
-    summary = run(params, args.input, args.out_dir)
-    io.write_json(args.metrics, summary)
+    with io.atomic_outputs(args.out_dir, args.metrics) as (out_dir, metrics):  # both move in together, or neither
+        summary = run(params, args.input, out_dir)
+        io.write_json(metrics, summary)
     logger.info("kept %d of %d rows; rejected %s (see %s)", summary["rows_kept"], summary["rows_in"],
                 summary["rejected_by_reason"] or "none", args.out_dir / "rejected.csv")
 

@@ -57,6 +57,7 @@ def inputs(ds: Dataset) -> list[Any]:
 def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path) -> dict:
     run_file = model_dir / tracking.RUN_FILE
     tracking_on = run_file.is_file() and tracking.connect(params.tracking.required)  # fail fast, before any work
+    io.check_writable(reports_dir)
     data = load_from_disk(str(data_dir))
     found = leakage(data)
     leaks = list(dict.fromkeys(found["train"] + found["validation"]))
@@ -75,21 +76,22 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path) -> d
                 "leaked_test_texts_in_train": len(found["train"]),
                 "leaked_test_texts_in_validation": len(found["validation"])}
     eval_dir, plots_dir = reports_dir / "eval", reports_dir / "plots"
-    with io.atomic_path(eval_dir) as tmp:  # replaced whole, so no file of an earlier task or run lingers
-        tmp.mkdir()
+    # all four move in together, or none; the folders are replaced whole, so no file of an earlier run lingers
+    with io.atomic_outputs(eval_dir, plots_dir, reports_dir / "metrics.json", reports_dir / tracking.SUMMARY) \
+            as (eval_tmp, plots_tmp, metrics_tmp, summary_tmp):
+        eval_tmp.mkdir()
         for name, document in result.reports.items():
-            io.write_json(tmp / f"{name}.json", document)
-        io.write_jsonl(tmp / "predictions.jsonl", result.predictions)
-        (tmp / "figures").mkdir()
+            io.write_json(eval_tmp / f"{name}.json", document)
+        io.write_jsonl(eval_tmp / "predictions.jsonl", result.predictions)
+        (eval_tmp / "figures").mkdir()
         for name, draw in result.figures.items():
-            draw(tmp / "figures" / name)
-    with io.atomic_path(plots_dir) as tmp:
+            draw(eval_tmp / "figures" / name)
         for kind in PLOT_KINDS:  # every kind's directory exists; DVC skips the empty ones
-            (tmp / kind).mkdir(parents=True)
+            (plots_tmp / kind).mkdir(parents=True)
             if kind in result.plots:
-                io.write_json(tmp / kind / "test.json", result.plots[kind])
-    io.write_json(reports_dir / "metrics.json", metrics)
-    io.write_json(reports_dir / tracking.SUMMARY, tracking.summary(params.task.name, metrics, reports_dir))  # DVC's
+                io.write_json(plots_tmp / kind / "test.json", result.plots[kind])
+        io.write_json(metrics_tmp, metrics)
+        io.write_json(summary_tmp, tracking.summary(params.task.name, metrics, reports_dir))  # DVC's metrics
     if tracking_on:
         artifacts = [reports_dir / "metrics.json", *sorted(p for p in eval_dir.rglob("*") if p.suffix in (".json", ".png"))]
         artifacts += [reports_dir / "learning_curves.png"] if (reports_dir / "learning_curves.png").is_file() else []

@@ -76,8 +76,9 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     params = load_params(args.params)
     logger.info("split=%s (split column: %r)", params.split, params.task.split_column)
-    summary = run(params, args.in_dir, args.out_dir)
-    io.write_json(args.metrics, summary)
+    with io.atomic_outputs(args.out_dir, args.metrics) as (out_dir, metrics):  # both move in together, or neither
+        summary = run(params, args.in_dir, out_dir)
+        io.write_json(metrics, summary)
     logger.info("examples per split: %s", {name: s["examples"] for name, s in summary.items()})
 
 

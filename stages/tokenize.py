@@ -7,7 +7,6 @@ with meta.json (labels, lowercase, max_length) beside it. Params: task, model, t
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +24,9 @@ def run(params: Params, in_dir: Path, out_dir: Path) -> dict:
     spec = TASKS[params.task.name]
     tokenizer = models.load_tokenizer(params.model.name_or_path, params.model.revision, spec, params)  # refuses a bad pair
     meta = io.read_json(in_dir / META_FILE)
-    with tempfile.TemporaryDirectory(prefix="lmtune-tokenize-") as work:  # memory-mapped input and map() output
-        ds = io.mapped_parquet(in_dir / DATA_FILE, Path(work))
+    # memory-mapped input and map() output, beside the output (not the system temp folder: swept if killed)
+    with io.work_dir(Path(out_dir).parent) as work:
+        ds = io.mapped_parquet(in_dir / DATA_FILE, work)
         tokenized, stats = spec.tokenize(ds, tokenizer, params, meta["labels"])
         with io.atomic_path(out_dir) as tmp:
             io.save_dataset(tokenized, tmp)
@@ -41,8 +41,9 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     params = load_params(args.params)
     logger.info("model=%s tokenize=%s", params.model, params.tokenize)
-    summary = run(params, args.in_dir, args.out_dir)
-    io.write_json(args.metrics, summary)
+    with io.atomic_outputs(args.out_dir, args.metrics) as (out_dir, metrics):  # both move in together, or neither
+        summary = run(params, args.in_dir, out_dir)
+        io.write_json(metrics, summary)
     logger.info("tokenized: %s", summary)
 
 

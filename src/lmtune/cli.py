@@ -41,14 +41,22 @@ def stage_parser(doc: str | None, inputs: list[str], outputs: list[str]) -> argp
 
 
 def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's main(); a user error becomes one message on stderr and exit code 2, no traceback."""
+    """Run a stage's main(); a user error becomes one message on stderr and exit code 2, no traceback. Stages
+    write their outputs atomically (and dvc.yaml marks them `persist`), so the message says they are unchanged."""
+    from lmtune.io import KEPT, WRITE_ERRNOS, write_error
+
     try:
         main()
     except Interrupted as err:
-        logger.error("%s", err)
+        logger.error("%s; %s", err, KEPT)
         sys.exit(130)
     except LmtuneError as err:
-        logger.error("%s", err)
+        logger.error("%s", err if KEPT in str(err) else f"{err}; {KEPT}")
+        sys.exit(2)
+    except OSError as err:  # a full disk or an unwritable folder met outside an atomic write (checkpoints, caches)
+        if err.errno not in WRITE_ERRNOS:
+            raise
+        logger.error("%s", write_error(err, err.filename or "the output folder"))
         sys.exit(2)
     except KeyboardInterrupt:
         logger.error("interrupted")

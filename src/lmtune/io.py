@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -14,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from lmtune.errors import DataError
+from lmtune.errors import DataError, LmtuneError
 
 INFO_FILE = "lmtune.json"  # written next to the fine-tuned model: task, labels, text normalisation, lineage
 META_FILE = "meta.json"  # travels with the data from clean onwards: labels, lowercase, max_length
@@ -160,22 +161,132 @@ def _jsonl_chunks(path: Path, encoding: str, chunk_rows: int) -> Iterator[pd.Dat
         yield pd.DataFrame(records, dtype=object)
 
 
+TMP_DIR = ".lmtune-tmp"  # beside each output: its temporary copy until it is moved in (git- and dvc-ignored)
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+KEPT = "the outputs of the last successful run are unchanged"
+
+
+class WriteError(LmtuneError):
+    """An output cannot be written: a full disk, a read-only or unwritable folder."""
+
+
+def write_error(err: OSError, where: str | Path) -> WriteError:
+    """One line naming the path, the reason and the fix, for an OSError met while writing outputs."""
+    fix = "free some space" if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) \
+        else f"make {where} writable (e.g. chmod u+w {where})"
+    return WriteError(f"{err.filename or where}: cannot write ({err.strerror or err}); {fix} and rerun; "
+                      f"nothing was moved into place, {KEPT}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale(folder: str | Path) -> None:
+    """Remove what killed processes left in `folder`'s temp area (entries are named after their process id)."""
+    root = Path(folder) / TMP_DIR
+    if not root.is_dir():
+        return
+    for entry in root.iterdir():
+        pid = entry.name.split("-", 1)[0]
+        if not pid.isdigit() or not _alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        root.rmdir()  # only when empty
+
+
+def temp_dir(folder: str | Path, label: str) -> Path:
+    """A new empty directory in `folder`/.lmtune-tmp, named after this process (so a later run can tell a dead
+    one's leftovers from a live one's), after sweeping dead processes' leftovers there. WriteError when `folder`
+    cannot be written."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK):  # the final rename needs it, even where the temp area already exists
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(folder))
+        sweep_stale(folder)
+        (folder / TMP_DIR).mkdir(exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-{label}-", dir=folder / TMP_DIR))
+    except OSError as err:
+        raise write_error(err, folder) from None
+
+
+def remove_temp(path: Path) -> None:
+    """Remove a temp_dir and, when it was the last one, its .lmtune-tmp folder."""
+    shutil.rmtree(path, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()
+
+
+def check_writable(*folders: str | Path) -> None:
+    """WriteError unless each folder (created if missing) takes new files: for a stage that works long before it
+    writes, so a read-only folder stops it first."""
+    for folder in folders:
+        remove_temp(temp_dir(folder, "check"))
+
+
+@contextlib.contextmanager
+def work_dir(folder: str | Path) -> Iterator[Path]:
+    """A scratch directory beside the outputs in `folder` (not the system temp folder), removed afterwards; a
+    killed run's is swept by the next run."""
+    path = temp_dir(folder, "work")
+    try:
+        yield path
+    finally:
+        remove_temp(path)
+
+
+@contextlib.contextmanager
+def atomic_outputs(*paths: str | Path) -> Iterator[tuple[Path, ...]]:
+    """Yield one temporary path per output; when the block succeeds move them all into place, else remove them.
+
+    Every output's folder is checked writable before the block runs, so a read-only folder stops the stage before
+    any work and before any output changes. If one move fails, the outputs already moved are put back: a stage's
+    outputs are never out of step with each other, and a reader (or DVC) never sees a half-written one, even if the
+    process is killed (its temporary copy is swept by the next run).
+    """
+    paths = [Path(p) for p in paths]
+    temps: list[Path] = []
+    try:
+        for path in paths:
+            temps.append(temp_dir(path.parent, path.name))
+        yield tuple(t / p.name for t, p in zip(temps, paths))
+        moved: list[tuple[Path, Path, Path]] = []  # (output, its new copy's temp path, where its old copy went)
+        try:
+            for temp, path in zip(temps, paths):
+                old = temp / ".old"
+                if path.exists() or path.is_symlink():
+                    os.replace(path, old)
+                moved.append((path, temp / path.name, old))
+                os.replace(temp / path.name, path)
+        except OSError as err:
+            for path, new, old in reversed(moved):  # put the old copies back
+                with contextlib.suppress(OSError):
+                    if path.exists() and not new.exists():
+                        os.replace(path, new)
+                    if old.exists() or old.is_symlink():
+                        os.replace(old, path)
+            raise write_error(err, path.parent) from None
+    except OSError as err:
+        if err.errno in WRITE_ERRNOS:
+            raise write_error(err, err.filename or "the output folder") from None
+        raise
+    finally:
+        for temp in temps:
+            remove_temp(temp)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling path; on success rename it onto `path`, on error remove it.
-
-    A reader (or DVC) never sees a half-written file or directory, even if the process is killed.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)) / path.name
-    try:
+    """Yield a temporary path; on success move it onto `path`, on error remove it (atomic_outputs for one)."""
+    with atomic_outputs(path) as (tmp,):
         yield tmp
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp.parent, ignore_errors=True)
 
 
 class ParquetRowGroups:
