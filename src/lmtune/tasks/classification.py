@@ -260,9 +260,29 @@ def clean(path: Path, params: Params, chunk_rows: int = io.CHUNK_ROWS) -> Stream
                         f"at least two labels in column {params.task.label_column!r}")
     ids = {name: i for i, name in enumerate(labels)}
     summary = {"label_counts": {name: counts[name] for name in labels}, **label_report(rows.spellings, counts)}
+    labels, summary = name_labels(labels, summary, params, path)  # label_id stays the data's label
     return streamed_result(rows, scan, labels, summary,
                            lambda kept: kept.assign(label_id=kept["label"].map(ids).astype("int64")),
                            [pa.field("label_id", pa.int64())])
+
+
+def name_labels(labels: list[str], summary: dict[str, Any], params: Params,
+                path: Path) -> tuple[list[str], dict[str, Any]]:
+    """task.label_names: the names that stand for `labels` (the labels found, sorted) from here on: meta.json's
+    labels, hence the model's id2label, every report, plot and prediction. The data keeps the labels as read
+    (label, label_id). Returns (names, summary with label_counts by name and the label -> name mapping)."""
+    names = params.task.label_names
+    if not names:
+        return labels, summary
+    if len(names) != len(labels):
+        found = ", ".join(map(repr, labels[:30])) + (f", ... ({len(labels)} in all)" if len(labels) > 30 else "")
+        raise DataError(f"{path}: task.label_names has {len(names)} name(s) but column {params.task.label_column!r} "
+                        f"holds {len(labels)} label(s) after cleaning: {found}; give one name per label, in this "
+                        f"order, or set label_names: [] to keep them as they are")
+    mapping = dict(zip(labels, names))
+    logger.info("label names: %s", ", ".join(f"{label!r} = {name!r}" for label, name in list(mapping.items())[:10]))
+    return list(names), {**summary, "label_counts": {mapping[k]: v for k, v in summary["label_counts"].items()},
+                         "label_names": mapping}
 
 
 def label_report(spellings: dict[str, dict[str, int]], counts: dict[str, int]) -> dict[str, Any]:

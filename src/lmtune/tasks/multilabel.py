@@ -91,6 +91,7 @@ def clean(path: Path, params: Params, chunk_rows: int = io.CHUNK_ROWS) -> Stream
     summary = {"label_counts": {name: counts[name] for name in labels},
                "mean_labels_per_text": round(labelled / kept, 4), "texts_without_labels": set_counts.get(NO_LABELS, 0),
                **classification.label_report(spellings, dict(counts))}
+    labels, summary = classification.name_labels(labels, summary, params, path)  # label_ids keep the data's labels
     return streamed_result(rows, scan, labels, summary, lambda part: part.assign(label_ids=part["label"].map(
         lambda canonical: [index[name] for name in label_set(canonical, separator)])),
         [pa.field("label_ids", pa.list_(pa.int64()))])
