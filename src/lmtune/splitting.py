@@ -5,7 +5,6 @@ import logging
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from lmtune.errors import DataError
 
@@ -14,26 +13,31 @@ logger = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
 
 
-def _carve(ids: np.ndarray, strata: np.ndarray | None, fraction: float, seed: int, what: str) -> tuple[np.ndarray, np.ndarray]:
-    """Split `ids` into (rest, carved) with `fraction` in carved, stratified by `strata` when given."""
+def _carve(ids: np.ndarray, strata: np.ndarray | None, fraction: float, seed: int, what: str,
+           after_test: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Split `ids` into (rest, carved) with `fraction` in carved, stratified by `strata` when given; `after_test`:
+    `ids` are what the test split left (said in the error, whose counts are of those)."""
+    from sklearn.model_selection import train_test_split
+
     if fraction == 0:
         return ids, ids[:0]
     try:
         rest, carved = train_test_split(ids, test_size=fraction, random_state=seed, shuffle=True, stratify=strata)
     except ValueError as err:
-        raise DataError(carve_problem(len(ids), strata, fraction, what, str(err))) from None
+        raise DataError(carve_problem(len(ids), strata, fraction, what, str(err), after_test)) from None
     return rest, carved
 
 
 EXAMPLES_SHOWN = 5  # classes named in a split error; the rest are counted, so 2,000 classes give one short line
 
 
-def carve_problem(examples: int, strata: np.ndarray | None, fraction: float, what: str, reason: str) -> str:
+def carve_problem(examples: int, strata: np.ndarray | None, fraction: float, what: str, reason: str,
+                  after_test: bool = False) -> str:
     """One line on why `fraction` of `examples` cannot be carved as the `what` split (stratified by `strata`), with
     the count of classes at fault, a few of them by name, and the fix."""
     param = f"split.{what.replace('validation', 'val')}_fraction"
     head = f"cannot carve a {'stratified ' if strata is not None else ''}{what} split of {fraction:.0%} from " \
-           f"{examples} examples"
+           f"{'the ' if after_test else ''}{examples} examples{' left after the test split' if after_test else ''}"
     if strata is None:
         return f"{head} ({reason.splitlines()[0][:200]}); add examples or change {param}"
     names, counts = np.unique(strata, return_counts=True)
@@ -66,7 +70,8 @@ def assign_splits(example_ids: np.ndarray, strata: np.ndarray | None, val_fracti
     groups = strata[first] if strata is not None else None
     rest, test = _carve(np.arange(len(ids)), groups, test_fraction, seed, "test")  # positions into ids
     rest_groups = groups[rest] if groups is not None else None
-    train, val = _carve(rest, rest_groups, val_fraction / (1 - test_fraction), seed, "validation")
+    train, val = _carve(rest, rest_groups, val_fraction / (1 - test_fraction), seed, "validation",
+                        after_test=test_fraction > 0)
     return {"train": np.sort(ids[train]), "validation": np.sort(ids[val]), "test": np.sort(ids[test])}
 
 
