@@ -107,6 +107,34 @@ def label_string(value: Any, spellings: dict[str, dict[str, int]] | None = None)
     return canonical
 
 
+_ONE_TYPE = ("string", "integer", "floating", "boolean")  # pandas.api.types.infer_dtype kinds with one Python type
+
+
+def label_strings(values: pd.Series, spellings: dict[str, dict[str, int]] | None = None) -> pd.Series:
+    """label_string of every cell (None where the cell is a list or an object), worked out once per distinct value
+    when the column holds one type, as labels repeat (mixed types go cell by cell: 1, 1.0 and True are equal as
+    Python values, so they must not share one lookup)."""
+    if pd.api.types.infer_dtype(values, skipna=True) not in _ONE_TYPE:
+        return values.map(lambda value: label_string(value, spellings))
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    out = np.empty(len(uniques), dtype=object)
+    for code, (value, rows) in enumerate(zip(uniques, np.bincount(codes, minlength=len(uniques)))):
+        found: dict[str, dict[str, int]] = {}
+        out[code] = label_string(value, found)
+        for label, merged in found.items() if spellings is not None else ():
+            for spelling in merged:
+                spellings.setdefault(label, {})
+                spellings[label][spelling] = spellings[label].get(spelling, 0) + int(rows)
+    return pd.Series(out[codes], index=values.index, dtype=object)
+
+
+def text_strings(values: pd.Series) -> pd.Series:
+    """text_cell of every cell; a column of strings (and missing values) is taken as it is."""
+    if pd.api.types.infer_dtype(values, skipna=True) == "string":
+        return values.where(values.notna(), "").astype(object)
+    return values.map(text_cell)
+
+
 def text_cell(value: Any) -> str | None:
     """A text cell as read: a string as it is, "" when missing (null, NaN or no key); None for anything else (a
     number, boolean, list or object in JSONL or Parquet), which the reader rejects rather than train on its repr."""

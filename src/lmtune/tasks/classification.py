@@ -20,8 +20,8 @@ from lmtune.inference import batched_logits, softmax
 from lmtune.modeling import MeanPoolingConfig, MeanPoolingForSequenceClassification
 from lmtune.tasks.base import EvalResult
 from lmtune.io import DATA_FILE, REJECTED_FILE
-from lmtune.text import StreamedClean, first_row_number, label_codes, label_string, mark_rows, \
-    normalize_text, repeats, require_columns, row_keys, shown, similar_labels, sorted_labels, text_cell
+from lmtune.text import StreamedClean, first_row_number, label_codes, label_strings, mark_rows, \
+    normalize_text, repeats, require_columns, row_keys, shown, similar_labels, sorted_labels, text_cell, text_strings
 
 if TYPE_CHECKING:
     from lmtune.config import Params
@@ -33,16 +33,19 @@ SPLIT_NAMES = {"train": "train", "validation": "validation", "valid": "validatio
 
 
 def iter_labelled_texts(path: Path, params: Params, label_cell: Callable[[Any], str | None] | None = None,
-                        chunk_rows: int = io.CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+                        chunk_rows: int = io.CHUNK_ROWS,
+                        spellings: dict[str, dict[str, int]] | None = None) -> Iterator[pd.DataFrame]:
     """The input file in chunks of columns text, label (strings), row (1-based line), reason, with
     task.text_pair_column text_pair (the pair's second text) and, with a split column, split. `label_cell` turns one
-    raw label cell into its string (default lmtune.text.label_string: numbers compare as numbers, "" when missing),
-    e.g. a multi-label list into "a|b"; it returns None for a cell of a type the task cannot use.
+    raw label cell into its string (default lmtune.text.label_string: numbers compare as numbers, "" when missing;
+    the spellings it merges are counted in `spellings`), e.g. a multi-label list into "a|b"; it returns None for a
+    cell of a type the task cannot use.
 
     A text cell that is not a string (a number, boolean, list or object in JSONL or Parquet) is never trained on as
     its repr: the row's `reason` is text_not_a_string (text_pair_not_a_string, label_not_a_string_or_number for a
     label_cell None), and its text (or label) holds the value as JSON for rejected.csv; `reason` is "" otherwise."""
-    label_cell = label_cell or label_string
+    read_labels = (lambda column: column.map(label_cell)) if label_cell else \
+        (lambda column: label_strings(column, spellings))
     t = params.task
     columns = {"task.text_column": t.text_column, "task.label_column": t.label_column}
     if t.text_pair_column:
@@ -59,12 +62,12 @@ def iter_labelled_texts(path: Path, params: Params, label_cell: Callable[[Any], 
             df = df.assign(**{c: None for c in columns.values() if c not in df})
         else:
             require_columns(df, path, columns)
-        (texts, bad_text), (labels, bad_label) = typed_cells(df[t.text_column], text_cell), \
-            typed_cells(df[t.label_column], label_cell)
+        (texts, bad_text), (labels, bad_label) = typed_cells(df[t.text_column], text_strings), \
+            typed_cells(df[t.label_column], read_labels)
         frame = pd.DataFrame({"text": texts, "label": labels, "row": first_row + df.index.to_numpy()}, index=df.index)
         reason = np.where(bad_label, "label_not_a_string_or_number", "").astype(object)
         if t.text_pair_column:  # a sentence pair's second text
-            pairs, bad_pair = typed_cells(df[t.text_pair_column], text_cell)
+            pairs, bad_pair = typed_cells(df[t.text_pair_column], text_strings)
             frame.insert(1, "text_pair", pairs)
             reason[bad_pair] = "text_pair_not_a_string"
         reason[bad_text] = "text_not_a_string"
@@ -80,11 +83,11 @@ def iter_labelled_texts(path: Path, params: Params, label_cell: Callable[[Any], 
         raise bad_split_value(path, no_split, "nan", t.split_column)
 
 
-def typed_cells(column: pd.Series, cell: Callable[[Any], str | None]) -> tuple[pd.Series, np.ndarray]:
-    """(strings, wrong): `cell` of every value of `column`, where a value `cell` refuses (None) is shown as JSON
-    instead and marked in `wrong` ((rows,) bool)."""
+def typed_cells(column: pd.Series, read: Callable[[pd.Series], pd.Series]) -> tuple[pd.Series, np.ndarray]:
+    """(strings, wrong): `read` of `column` (a string per cell, None for a cell it refuses), where a refused value is
+    shown as JSON instead and marked in `wrong` ((rows,) bool)."""
     values = column.astype(object)  # Parquet's numeric columns: numpy values, refused or read like JSON ones
-    out = values.map(cell)
+    out = read(values)
     wrong = out.isna().to_numpy()
     if wrong.any():
         out = out.where(~wrong, values.map(shown))
@@ -155,8 +158,7 @@ class ChunkedRows:
     spellings: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def __iter__(self) -> Iterator[pd.DataFrame]:
-        label_cell = self.label_cell or (lambda cell: label_string(cell, self.spellings))
-        for frame in iter_labelled_texts(self.path, self.params, label_cell, self.chunk_rows):
+        for frame in iter_labelled_texts(self.path, self.params, self.label_cell, self.chunk_rows, self.spellings):
             typed = frame["reason"]  # a cell of the wrong type; `prepare` (regression) may set its own reasons
             frame = self.prepare(frame) if self.prepare else frame
             frame = mark_rows(frame, self.params.clean.lowercase, self.params.clean.min_chars)
