@@ -364,7 +364,8 @@ def build_trainer(model: Any, args: TrainingArguments, data: Any, tokenizer: Any
                   compute_metrics: Any, callbacks: list[Any], patience: int, group_by_length: bool,
                   logits_outputs: int = 1, causal_generation: dict[str, int] | None = None) -> Trainer:
     """`causal_generation` ({num_beams, max_new_tokens}): a decoder-only model on a generation task, validated by
-    generating from each prompt (CausalGenerationTrainer); Seq2SeqTrainingArguments make an encoder-decoder one."""
+    generating from each prompt (CausalGenerationTrainer); Seq2SeqTrainingArguments make an encoder-decoder one.
+    A regression head trains on targets standardised with data["train"]'s mean and std (lmtune.tasks.regression)."""
     if patience and args.load_best_model_at_end:
         callbacks = [*callbacks, EarlyStoppingCallback(early_stopping_patience=patience)]
     generates = isinstance(args, Seq2SeqTrainingArguments) or causal_generation is not None
