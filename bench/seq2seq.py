@@ -82,7 +82,7 @@ def seq2seq_params(args: argparse.Namespace) -> Params:
     return bench_params(args, {
         "task": {"name": args.part, "text_column": "source", "label_column": "target", "split_column": "split"},
         "clean": {"input_format": "jsonl", "encoding": "utf-8"},
-        "seq2seq": {"target_file": "", "source_prefix": "", "max_target_length": args.max_target_length,
+        "seq2seq": {"source_prefix": "", "max_target_length": args.max_target_length,
                     "num_beams": args.num_beams, "max_new_tokens": args.max_new_tokens},
         "tokenize": {"max_length": args.max_length}, "evaluate": {"batch_size": 32},
         "fine_tune": {"epochs": args.epochs, "max_steps": 0, "batch_size": args.batch_size, "learning_rate": args.lr,

@@ -112,6 +112,7 @@ def copy_project(dest: Path) -> Path:
             shutil.copy(ROOT / name, dest / name)
     for name in ("stages", "src", "data/demo"):
         shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copy(ROOT / "data/no-target", dest / "data/no-target")  # data.target_path's placeholder (a dvc.yaml dep)
     return dest
 
 

@@ -95,6 +95,16 @@ def _preset(args: argparse.Namespace) -> None:
     print(" ".join(f"-S {key}={value}" for key, value in overrides.items()))
 
 
+def _new(args: argparse.Namespace) -> None:
+    from lmtune.scaffold import new_pipeline
+
+    written = new_pipeline(args.dir, args.task, args.data, args.target)
+    folder = written[0].parent.relative_to(Path.cwd().resolve()).as_posix()
+    print(f"wrote {', '.join(f'{folder}/{p.name}' for p in written)}\n"
+          f"run it: dvc repro {folder}/dvc.yaml   (every pipeline: dvc repro --all-pipelines)\n"
+          f"change a param: dvc exp run {folder}/dvc.yaml -S {folder}/params.yaml:fine_tune.epochs=3")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="lmtune", description="lmtune command-line tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -112,9 +122,18 @@ def main(argv: list[str] | None = None) -> None:
                                         "dvc exp run $(lmtune preset presets/sst2-full.yaml)")
     preset.add_argument("preset", type=Path, help="preset YAML file")
     preset.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file the preset applies to")
+    new = sub.add_parser("new", help="add a pipeline folder (own dvc.yaml, params.yaml, reports/, models/)",
+                         description="Writes DIR/dvc.yaml and DIR/params.yaml from the project's, so one repository "
+                                     "holds several fine-tunes side by side (e.g. sentiment and NER). Stages run from "
+                                     "the project root; outputs go under DIR; MLflow experiment: DIR. Run from the "
+                                     "project root.")
+    new.add_argument("dir", type=Path, help="the pipeline folder, e.g. pipelines/ner")
+    new.add_argument("--task", required=True, help="task.name: classification, ner, qa, summarization, ...")
+    new.add_argument("--data", required=True, type=Path, help="input file, relative to the project root")
+    new.add_argument("--target", type=Path, help="seq2seq with line-aligned text files: the target file")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    run_stage(lambda: {"predict": _predict, "preset": _preset}[args.command](args))
+    run_stage(lambda: {"predict": _predict, "preset": _preset, "new": _new}[args.command](args))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,22 @@ import yaml
 from lmtune.errors import ParamsError
 
 
+NO_TARGET = "data/no-target"  # data.target_path when there is no target file: an empty file shipped with the project,
+# because dvc.yaml lists data.target_path as a dependency and DVC refuses an empty path there ("" is accepted outside DVC)
+
+
+@dataclass(frozen=True)
+class DataParams:
+    path: str  # the input file the clean stage reads; dvc.yaml passes it (${data.path}) and tracks it as a dependency
+    target_path: str  # summarization/translation with clean.input_format: text: the line-aligned target file (line i
+    # is the target of the input's line i), also a dvc.yaml dependency; NO_TARGET (or "") = none
+
+    @property
+    def target(self) -> Path | None:
+        """The target file, or None when there is none."""
+        return None if self.target_path in ("", NO_TARGET) else Path(self.target_path)
+
+
 @dataclass(frozen=True)
 class TaskParams:
     name: str  # key in lmtune.tasks.TASKS
@@ -69,7 +85,6 @@ class QaParams:
 
 @dataclass(frozen=True)
 class Seq2SeqParams:
-    target_file: str  # with clean.input_format: text, the line-aligned target file (the input is the source file)
     source_prefix: str  # prepended to every source, e.g. "summarize: " for T5
     max_target_length: int  # target tokens kept for training
     num_beams: int  # beam search width at validation, test and prediction time
@@ -167,6 +182,7 @@ class TrackingParams:
 
 @dataclass(frozen=True)
 class Params:
+    data: DataParams
     task: TaskParams
     model: ModelParams
     clean: CleanParams
@@ -182,10 +198,13 @@ class Params:
     tracking: TrackingParams
 
 
+MOVED = {"seq2seq.target_file": "data.target_path"}  # old key -> its new home, named in the error
+
 LABEL_NAME_TASKS = ("classification", "multilabel")  # tasks whose labels task.label_names may name
 
 # Range and cross-field rules, each (section, check, message). Messages say how to fix the value.
 _RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
+    ("data", lambda s: s.path.strip() != "", "path must name the input file, e.g. data/demo/reviews.csv"),
     ("tokenize", lambda s: s.max_length >= 8, "max_length must be >= 8"),
     ("tokenize", lambda s: s.batch_size >= 1, "batch_size must be >= 1"),
     ("split", lambda s: 0 <= s.val_fraction < 1 and 0 < s.test_fraction < 1, "fractions must lie in [0, 1)"),
@@ -231,6 +250,17 @@ _RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
 ]
 
 
+# A decimal number in exponent or plain form: 3e-05, 1E-4, 5.0e-5, -0.5, .5. YAML 1.1 (PyYAML) reads exponents
+# without a dot (3e-05, which `dvc exp run -S fine_tune.learning_rate=3e-5` writes) as text, so float fields parse
+# such text here. Nothing looser: no nan/inf, hex, underscores or surrounding words.
+_FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _float_text(value: Any) -> float | None:
+    """The float a YAML text such as "3e-05" spells, or None when it is not strictly a decimal number."""
+    return float(value) if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()) else None
+
+
 def _type_problem(value: Any, hint: Any) -> str | None:
     """Return a description of why `value` does not fit the annotation `hint`, or None."""
     if typing.get_origin(hint) is list:  # list[str]: a YAML list of that item type
@@ -242,7 +272,9 @@ def _type_problem(value: Any, hint: Any) -> str | None:
         choices = typing.get_args(hint)
         return None if value in choices else f"must be one of {', '.join(map(repr, choices))}, got {value!r}"
     if hint is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) or _float_text(value) is not None
+        if not ok and isinstance(value, str):
+            return f"must be float, got str {value!r} (write a number such as 3e-5 or 0.001)"
     elif hint is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
     else:
@@ -258,6 +290,9 @@ def _build_section(name: str, cls: type, raw: Any, problems: list[str]) -> Any:
     fields = [f.name for f in dataclasses.fields(cls)]
     values = {}
     for key, value in raw.items():
+        if f"{name}.{key}" in MOVED:
+            problems.append(f"{name}.{key}: moved to {MOVED[f'{name}.{key}']}; set it there (and remove this key)")
+            continue
         if key not in hints:
             close = difflib.get_close_matches(str(key), fields, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(fields)})"
@@ -267,7 +302,7 @@ def _build_section(name: str, cls: type, raw: Any, problems: list[str]) -> Any:
         if problem:
             problems.append(f"{name}.{key}: {problem}")
         elif hints[key] is float:
-            values[key] = float(value)
+            values[key] = float(value) if not isinstance(value, str) else _float_text(value)
         else:
             values[key] = value
     missing = [f for f in fields if f not in raw]
@@ -308,6 +343,10 @@ def params_from_dict(raw: Any, source: str = "params.yaml") -> Params:
                             f"pairs work with classification, multilabel and regression)")
         elif built["task"].text_pair_column and built["task"].text_pair_column == built["task"].text_column:
             problems.append("task.text_pair_column: must differ from task.text_column (or be \"\" for one text)")
+        if built.get("data") is not None and built["data"].target is not None and \
+                built["task"].name not in ("summarization", "translation"):
+            problems.append(f"data.target_path: only summarization and translation read a separate target file; "
+                            f"set it to {NO_TARGET} (the placeholder for none)")
         if built["task"].label_names and built["task"].name not in LABEL_NAME_TASKS:
             problems.append(f"task.label_names: {built['task'].name} has no class labels to name; set it to [] "
                             f"(label names work with {' and '.join(LABEL_NAME_TASKS)})")

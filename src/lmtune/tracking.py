@@ -99,16 +99,19 @@ def require_a_commit() -> None:
                           "lineage need one: run `git add -A && git commit -m 'first commit'`, then `dvc repro` again")
 
 
-def dvc_lock_md5(path: str | Path, lock: str | Path = "dvc.lock") -> str | None:
-    """The md5 DVC recorded in dvc.lock for the output `path`, or None when it has none."""
-    try:
-        stages = yaml.safe_load(Path(lock).read_text()).get("stages", {})
-    except (OSError, AttributeError, yaml.YAMLError):
-        return None
-    for stage in stages.values():
-        for out in stage.get("outs", []):
-            if Path(out.get("path", "")) == Path(path):
-                return out.get("md5")
+def dvc_lock_md5(path: str | Path, lock: str | Path | None = None) -> str | None:
+    """The md5 DVC recorded for the output `path`, or None when it has none. Without `lock`, the nearest dvc.lock
+    above `path` that records it: a pipeline folder's (`lmtune new`: pipelines/ner/dvc.lock records
+    pipelines/ner/data/processed/splits, paths relative to the project root), else the project's."""
+    for candidate in [Path(lock)] if lock else [parent / "dvc.lock" for parent in Path(path).parents]:
+        try:
+            stages = yaml.safe_load(candidate.read_text()).get("stages", {})
+        except (OSError, AttributeError, yaml.YAMLError):
+            continue
+        for stage in stages.values():
+            for out in stage.get("outs", []):
+                if Path(out.get("path", "")) == Path(path):
+                    return out.get("md5")
     return None
 
 

@@ -40,7 +40,7 @@ TASK_DATA: dict[str, tuple[Path, dict[str, object]]] = {
     "summarization": (FIXTURES / "seq2seq_dialogues.jsonl", {"task.text_column": "dialogue",
                                                             "task.label_column": "summary"}),
     "translation": (FIXTURES / "seq2seq_pairs.en", {"clean.input_format": "text",
-                                                    "seq2seq.target_file": str(FIXTURES / "seq2seq_pairs.de")}),
+                                                    "data.target_path": str(FIXTURES / "seq2seq_pairs.de")}),
 }
 REQUESTS = {"qa": {"question": "Who met Ann?", "context": "Tom met Ann in Paris."}}
 PREDICTED = {"classification": "label", "multilabel": "labels", "regression": "value", "ner": "tags",

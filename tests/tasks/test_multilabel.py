@@ -190,9 +190,7 @@ def repro_on_fixture(tmp_path: Path, tiny_model: Path, fixture: Path, overrides:
     """`dvc repro` of a git + DVC copy of the project whose clean stage reads `fixture`; returns the test metrics."""
     repo = copy_project(tmp_path)
     shutil.copy(fixture, repo / "data" / fixture.name)
-    (repo / "dvc.yaml").write_text((repo / "dvc.yaml").read_text().replace("data/demo/reviews.csv",
-                                                                           f"data/{fixture.name}"))
-    write_params(repo / "params.yaml", {**tiny_overrides(tiny_model), **overrides})
+    write_params(repo / "params.yaml", {**tiny_overrides(tiny_model), **overrides, "data.path": f"data/{fixture.name}"})
     init_repo(repo)
     assert repro(repo) == {"clean", "tokenize", "split", "fine-tune", "evaluate"}
     return read(repo / "reports/metrics.json")

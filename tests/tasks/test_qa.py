@@ -266,9 +266,7 @@ def test_predict_without_a_context_names_the_missing_field(squad_run):
 def test_dvc_repro_on_squad_json_writes_exact_match_and_f1(tmp_path, tiny_model):
     repo = copy_project(tmp_path)
     shutil.copy(SQUAD, repo / "data/demo/squad.json")
-    dvc_yaml = repo / "dvc.yaml"
-    dvc_yaml.write_text(dvc_yaml.read_text().replace("data/demo/reviews.csv", "data/demo/squad.json"))
-    write_params(repo / "params.yaml", qa_overrides(tiny_model))
+    write_params(repo / "params.yaml", {**qa_overrides(tiny_model), "data.path": "data/demo/squad.json"})
     init_repo(repo)
     assert repro(repo) == {"clean", "tokenize", "split", "fine-tune", "evaluate"}
     metrics = read(repo / "reports/metrics.json")

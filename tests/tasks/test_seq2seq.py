@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from datasets import Dataset, load_from_disk
 from transformers import AutoTokenizer, EncoderDecoderModel
 
@@ -26,7 +25,7 @@ GENERATION = {"seq2seq.num_beams": 2, "seq2seq.max_new_tokens": 8}
 
 def translation_overrides(model: Path) -> dict[str, object]:
     return {**tiny_overrides(model), **GENERATION, "task.name": "translation", "clean.input_format": "text",
-            "seq2seq.target_file": str(PAIRS_DE)}
+            "data.target_path": str(PAIRS_DE)}
 
 
 def summarization_overrides(model: Path) -> dict[str, object]:
@@ -230,7 +229,7 @@ def test_line_count_mismatch_exits_2_naming_both_files_and_counts(tmp_path, tiny
     (tmp_path / "source.en").write_text("one\ntwo\nthree\n")
     (tmp_path / "target.de").write_text("eins\nzwei\n")
     params = write_params(tmp_path / "p.yaml", {**translation_overrides(tiny_model),
-                                                "seq2seq.target_file": str(tmp_path / "target.de")})
+                                                "data.target_path": str(tmp_path / "target.de")})
     out = tmp_path / "interim"
     result = run_module("stages.clean", str(tmp_path / "source.en"), str(out), str(tmp_path / "c.json"),
                         "--params", str(params))
@@ -241,8 +240,8 @@ def test_line_count_mismatch_exits_2_naming_both_files_and_counts(tmp_path, tiny
 
 
 BAD_PARALLEL = {
-    "text_format_without_target_file": ({"seq2seq.target_file": ""}, "set seq2seq.target_file"),
-    "missing_target_file": ({"seq2seq.target_file": "absent.de"}, "absent.de: seq2seq.target_file not found"),
+    "text_format_without_target_file": ({"data.target_path": "data/no-target"}, "set data.target_path"),
+    "missing_target_file": ({"data.target_path": "absent.de"}, "absent.de: data.target_path not found"),
 }
 
 
@@ -256,7 +255,7 @@ def test_unusable_parallel_file_settings_raise_a_data_error(case, tmp_path, tiny
 
 def test_target_file_with_a_jsonl_input_is_refused(tmp_path, tiny_model):
     params = load_params(write_params(tmp_path / "p.yaml", {**summarization_overrides(tiny_model),
-                                                            "seq2seq.target_file": str(PAIRS_DE)}))
+                                                            "data.target_path": str(PAIRS_DE)}))
     with pytest.raises(DataError, match="needs clean.input_format: text"):
         seq2seq.clean(DIALOGUES, params)
 
@@ -279,14 +278,8 @@ def test_dvc_repro_translation_end_to_end(tmp_path, tiny_model):
     (repo / "data/pairs").mkdir(parents=True)
     shutil.copy(PAIRS_EN, repo / "data/pairs/train.en")
     shutil.copy(PAIRS_DE, repo / "data/pairs/train.de")
-    pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
-    clean_stage = pipeline["stages"]["clean"]
-    clean_stage["cmd"] = clean_stage["cmd"].replace("data/demo/reviews.csv", "data/pairs/train.en")
-    clean_stage["deps"] = ["data/pairs/train.en", "data/pairs/train.de",
-                           *[d for d in clean_stage["deps"] if d != "data/demo/reviews.csv"]]
-    (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
-    write_params(repo / "params.yaml", {**translation_overrides(tiny_model), "seq2seq.target_file": "data/pairs/train.de",
-                                        "fine_tune.epochs": 1})
+    write_params(repo / "params.yaml", {**translation_overrides(tiny_model), "data.path": "data/pairs/train.en",
+                                        "data.target_path": "data/pairs/train.de", "fine_tune.epochs": 1})
     init_repo(repo)
     assert repro(repo) == {"clean", "tokenize", "split", "fine-tune", "evaluate"}
     metrics = read(repo / "reports/metrics.json")

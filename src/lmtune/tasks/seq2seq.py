@@ -1,7 +1,7 @@
 """Sequence-to-sequence generation: summarization and translation (one module, two TASKS entries).
 
 Input: a JSONL/CSV file with the source in task.text_column and the target in task.label_column, or two
-line-aligned text files (clean.input_format: text; the input path is the source, seq2seq.target_file the target).
+line-aligned text files (clean.input_format: text; the input path is the source, data.target_path the target).
 Any Hub encoder-decoder (T5, BART, Marian, mT5) fine-tunes as is; an encoder-only checkpoint such as the packaged
 MiniLM is warm-started into a bert2bert encoder-decoder, so the task also runs offline.
 """
@@ -29,6 +29,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
     DataCollatorForSeq2Seq, DataCollatorWithPadding, EncoderDecoderModel, GenerationConfig, PreTrainedTokenizerBase
 
 from lmtune import causal, families, models
+from lmtune.config import NO_TARGET
 from lmtune.errors import DataError, LmtuneError, ParamsError
 from lmtune.tasks.base import EvalResult
 from lmtune.tasks.classification import model_features, no_rows_left, read_labelled_texts, text_features
@@ -42,13 +43,12 @@ ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 
 def read_parallel_texts(source: Path, params: Params) -> pd.DataFrame:
     """Line-aligned source and target files as columns text (source), label (target), row (1-based line)."""
-    target_file, encoding = params.seq2seq.target_file, params.clean.encoding
-    if not target_file:
+    target, encoding = params.data.target, params.clean.encoding
+    if target is None:
         raise DataError(f"{source}: clean.input_format is text, so the target side must come from a second, "
-                        f"line-aligned file; set seq2seq.target_file to it")
-    target = Path(target_file)
+                        f"line-aligned file; set data.target_path to it")
     sides = []
-    for path, what in ((source, "input file"), (target, "seq2seq.target_file")):
+    for path, what in ((source, "input file"), (target, "data.target_path")):
         if not path.is_file():
             raise DataError(f"{path}: {what} not found; check the path")
         try:
@@ -74,10 +74,10 @@ def clean(path: Path, params: Params) -> CleanResult:
     pairs into test whenever the file also lists that source (another reference, a repeat) under test."""
     if params.clean.input_format == "text":
         frame = read_parallel_texts(path, params)
-    elif params.seq2seq.target_file:
-        raise DataError(f"{path}: seq2seq.target_file is set, which needs clean.input_format: text (line-aligned "
-                        f"source and target files); set it, or set seq2seq.target_file: \"\" for a {path.suffix} "
-                        f"file holding both columns")
+    elif params.data.target is not None:
+        raise DataError(f"{path}: data.target_path is set, which needs clean.input_format: text (line-aligned "
+                        f"source and target files); set it, or set data.target_path: {NO_TARGET} for a "
+                        f"{path.suffix} file holding both columns")
     else:
         frame = read_labelled_texts(path, params)
     df = frame.assign(source=frame["text"].map(lambda t: normalize_text(t, params.clean.lowercase)),
