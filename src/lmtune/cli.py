@@ -64,27 +64,42 @@ def run_stage(main: Callable[[], None]) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
+    """`lmtune predict`: a bad model directory or input line is one message and exit code 2. Not through
+    run_stage's message, which says a stage's outputs are unchanged: predict writes only to stdout."""
+    try:
+        _predict_lines(args)
+    except LmtuneError as err:
+        logger.error("%s", err)
+        sys.exit(2)
+
+
+def _predict_lines(args: argparse.Namespace) -> None:
+    """Input rules: lmtune.inference.read_requests; every request is checked before the model loads."""
     import transformers
 
-    from lmtune.inference import Predictor
+    from lmtune.inference import Predictor, check_records, read_model_info, read_requests
 
     transformers.utils.logging.disable_progress_bar()  # stdout is JSON lines; keep stderr quiet too
-    if not (args.model / "lmtune.json").is_file():
-        raise LmtuneError(f"{args.model}: not a model written by the fine-tune stage (no lmtune.json); "
-                          f"run `dvc repro` or pass --model")
-    source = open(args.input, encoding="utf-8") if args.input else sys.stdin
-    with source:
-        lines = [line.rstrip("\n") for line in source if line.strip()]
-    records = []
-    for number, line in enumerate(lines, start=1):
-        try:
-            records.append(json.loads(line) if line.lstrip().startswith("{") else {"text": line})
-        except json.JSONDecodeError as err:
-            raise LmtuneError(f"{args.input or 'stdin'}: input line {number} is not valid JSON ({err.msg}); "
-                              f"give one JSON object or one plain text per line") from None
-    predictor = Predictor(args.model, batch_size=args.batch_size)
-    for row in predictor.predict(records):
-        print(json.dumps(row, ensure_ascii=False))
+    if args.batch_size < 1:
+        raise LmtuneError(f"--batch-size {args.batch_size}: must be at least 1")
+    _, spec, fields = read_model_info(args.model, "--model")  # a missing or incomplete directory: one line
+    try:
+        data = args.input.read_bytes() if args.input else sys.stdin.buffer.read()
+    except FileNotFoundError:
+        raise LmtuneError(f"--input {args.input}: no such file; give a text or JSONL file, or pipe the input to "
+                          f"stdin") from None
+    except OSError as err:  # a directory, no permission, ...
+        raise LmtuneError(f"--input {args.input}: cannot read it ({err.strerror}); give a readable text or JSONL "
+                          f"file") from None
+    records, names = read_requests(data, str(args.input) if args.input else "stdin")
+    check_records(records, fields, spec, names)  # before the model loads: a bad line 9000 costs no load time
+    predictor = Predictor(args.model, batch_size=args.batch_size, what="--model")
+    try:
+        for row in predictor.predict(records, names):
+            print(json.dumps(row, ensure_ascii=False))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `lmtune predict ... | head`: the reader has gone; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _preset(args: argparse.Namespace) -> None:
@@ -110,9 +125,13 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     predict = sub.add_parser("predict", help="predict with a fine-tuned model; JSON lines in and out",
                              description="Reads one text per line, or one JSON object per line with the task's "
-                                         "input fields (text; question and context for qa; source or text for "
-                                         "seq2seq; tokens or text for ner), from --input or stdin, and prints the "
-                                         "input with the prediction added as one JSON object per line.")
+                                         "input fields (text, plus text_pair for a model trained on pairs; question "
+                                         "and context for qa; source or text for seq2seq; tokens or text for ner; "
+                                         "messages, instruction or text for sft), from --input or stdin (UTF-8), and "
+                                         "prints the input with the prediction added as one JSON object per line. "
+                                         "A line starting with { is JSON, any other line one plain text; text fields "
+                                         "must be non-empty strings; blank lines are skipped; other keys are copied "
+                                         "to the output.")
     predict.add_argument("--model", type=Path, default=Path("models/model"), help="fine-tuned model directory")
     predict.add_argument("--input", type=Path, help="text or JSONL file (default: stdin)")
     predict.add_argument("--batch-size", type=int, default=64)

@@ -30,7 +30,7 @@ import torch
 from transformers import AutoConfig, PretrainedConfig, PreTrainedTokenizerBase
 from transformers.models.auto import modeling_auto
 
-from lmtune.errors import ParamsError
+from lmtune.errors import LmtuneError, ParamsError
 
 if TYPE_CHECKING:
     from lmtune.tasks import TaskSpec
@@ -56,6 +56,9 @@ WORKS_INSTEAD = {  # what a refused user can pick, by head
                   "that can be warm-started as a decoder",
     "causal-lm": "a decoder-only LLM (Qwen/Qwen2.5-0.5B-Instruct, meta-llama/Llama-3.2-1B-Instruct, gpt2, ...)",
 }
+
+LOAD_FIX = ("point model.name_or_path (or lmtune predict's --model) at a directory with config.json, the weights and "
+            "the tokenizer files, or at a Hub id this machine can reach")
 
 
 def kind_of(config: PretrainedConfig) -> Kind:
@@ -153,10 +156,17 @@ def set_padding(tokenizer: PreTrainedTokenizerBase, name_or_path: str) -> None:
 def load_model(auto_class: Any, path: str, revision: str, tokenizer: PreTrainedTokenizerBase | None = None,
                **kwargs: Any) -> Any:
     """`auto_class.from_pretrained` with fp32 weights (any saved dtype) and, when `tokenizer` is given, the
-    tokenizer's pad id in the config (decoder heads find each row's last token by it)."""
-    if kwargs.get("attn_implementation") == "sdpa" and not supports_sdpa(auto_class, path, revision):
-        kwargs["attn_implementation"] = "eager"  # DeBERTa-v2 and others have no SDPA attention in transformers
-    model = auto_class.from_pretrained(path, revision=revision, dtype=torch.float32, **kwargs)
+    tokenizer's pad id in the config (decoder heads find each row's last token by it). A missing directory, or one
+    without config.json or weights, is refused in one line (LmtuneError, exit code 2), not an OSError traceback."""
+    from lmtune.models import check_source, first_line  # lmtune.models imports this module
+
+    check_source(path, what="model", fix=LOAD_FIX, tokenizer=False)  # a model alone loads without a tokenizer
+    try:
+        if kwargs.get("attn_implementation") == "sdpa" and not supports_sdpa(auto_class, path, revision):
+            kwargs["attn_implementation"] = "eager"  # DeBERTa-v2 and others have no SDPA attention in transformers
+        model = auto_class.from_pretrained(path, revision=revision, dtype=torch.float32, **kwargs)
+    except OSError as err:  # a Hub id this machine cannot fetch, a truncated weights file, ...
+        raise LmtuneError(f"model {path!r}: cannot load its weights ({first_line(err)}); {LOAD_FIX}") from None
     if tokenizer is not None:
         pad_token_ids(model.config, tokenizer, getattr(model, "generation_config", None))
     return model
