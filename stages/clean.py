@@ -11,7 +11,7 @@ from pathlib import Path
 
 from lmtune import io
 from lmtune.cli import run_stage, setup_logging, stage_parser
-from lmtune.config import Params, load_params
+from lmtune.config import Params, load_params, params_line
 from lmtune.errors import DataError
 from lmtune.io import META_FILE
 from lmtune.tasks import TASKS
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     params = load_params(args.params)
     check_inputs(params, args.input)
-    logger.info("task=%s clean=%s", params.task, params.clean)
+    logger.info("params: %s", params_line(params, "data", "task", "clean"))
     with io.atomic_outputs(args.out_dir, args.metrics) as (out_dir, metrics):  # both move in together, or neither
         summary = run(params, args.input, out_dir)
         io.write_json(metrics, summary)

@@ -18,7 +18,7 @@ from transformers import AutoTokenizer
 
 from lmtune import io, tracking
 from lmtune.cli import run_stage, setup_logging, stage_parser
-from lmtune.config import Params, load_params
+from lmtune.config import Params, load_params, params_line
 from lmtune.errors import DataError
 from lmtune.io import INFO_FILE
 from lmtune.tasks import PLOT_KINDS, TASKS
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     args = stage_parser(__doc__, ["data_dir", "model_dir"], ["reports_dir"]).parse_args(argv)
     setup_logging()
     params = load_params(args.params)
-    logger.info("evaluate=%s", params.evaluate)
+    logger.info("params: %s", params_line(params, "task.name", "evaluate"))
     metrics = run(params, args.data_dir, args.model_dir, args.reports_dir)
     logger.info("test metrics: %s", metrics)
 

@@ -21,7 +21,7 @@ from transformers import set_seed
 
 from lmtune import families, io, modelcard, models, plots, tracking, training
 from lmtune.cli import run_stage, setup_logging, stage_parser
-from lmtune.config import Params, flatten, load_params
+from lmtune.config import Params, flatten, load_params, params_line
 from lmtune.errors import Interrupted, ParamsError
 from lmtune.io import INFO_FILE, META_FILE
 from lmtune.tasks import TASKS, best_metric, input_fields
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     if params.fine_tune.num_processes > 1 and "LOCAL_RANK" not in os.environ:
         sys.exit(training.launch_distributed(params.fine_tune.num_processes, "stages.fine_tune",
                                              sys.argv[1:] if argv is None else argv))
-    logger.info("model=%s fine_tune=%s", params.model, params.fine_tune)
+    logger.info("params: %s", params_line(params, "task.name", "model", "fine_tune"))
     summary = run(params, args.data_dir, args.model_dir, args.reports_dir, args.checkpoints)
     if summary:  # rank 0
         logger.info("training done: %s", summary)

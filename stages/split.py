@@ -11,11 +11,10 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from datasets import DatasetDict, load_from_disk
 
 from lmtune import io
 from lmtune.cli import run_stage, setup_logging, stage_parser
-from lmtune.config import Params, load_params
+from lmtune.config import Params, load_params, params_line
 from lmtune.errors import DataError
 from lmtune.io import META_FILE
 from lmtune.splitting import SPLITS, assign_splits, carve_validation, label_counts, label_coverage
@@ -25,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 
 def run(params: Params, in_dir: Path, out_dir: Path) -> dict:
+    from datasets import DatasetDict, load_from_disk  # imported here, after the stage has logged its params
+
     ds = load_from_disk(str(in_dir))  # memory-mapped; columns are read as numpy arrays, never as Python lists
     labels = io.read_json(in_dir / META_FILE)["labels"]
     example_ids = io.column_numpy(ds, "example_id")
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     args = stage_parser(__doc__, ["in_dir"], ["out_dir", "metrics"]).parse_args(argv)
     setup_logging()
     params = load_params(args.params)
-    logger.info("split=%s (split column: %r)", params.split, params.task.split_column)
+    logger.info("params: %s", params_line(params, "task.name", "task.split_column", "split"))
     with io.atomic_outputs(args.out_dir, args.metrics) as (out_dir, metrics):  # both move in together, or neither
         summary = run(params, args.in_dir, out_dir)
         io.write_json(metrics, summary)

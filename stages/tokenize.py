@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lmtune import io, models
+from lmtune import io
 from lmtune.cli import run_stage, setup_logging, stage_parser
-from lmtune.config import Params, load_params
+from lmtune.config import Params, load_params, params_line
 from lmtune.io import DATA_FILE, META_FILE
 from lmtune.tasks import TASKS
 
@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 
 def run(params: Params, in_dir: Path, out_dir: Path) -> dict:
+    from lmtune import models  # transformers (and torch): imported here, after the stage has logged its params
+
     spec = TASKS[params.task.name]
     tokenizer = models.load_tokenizer(params.model.name_or_path, params.model.revision, spec, params)  # refuses a bad pair
     meta = io.read_json(in_dir / META_FILE)
@@ -40,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     args = stage_parser(__doc__, ["in_dir"], ["out_dir", "metrics"]).parse_args(argv)
     setup_logging()
     params = load_params(args.params)
-    logger.info("model=%s tokenize=%s", params.model, params.tokenize)
+    logger.info("params: %s", params_line(params, "task.name", "model", "tokenize"))
     with io.atomic_outputs(args.out_dir, args.metrics) as (out_dir, metrics):  # both move in together, or neither
         summary = run(params, args.in_dir, out_dir)
         io.write_json(metrics, summary)

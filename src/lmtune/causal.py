@@ -24,7 +24,8 @@ def prompt_ids(tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_lengt
     """Token ids of each prompt (with PROMPT_END) and whether it was cut. A long prompt keeps its last tokens, the
     end the completion follows, and its leading bos token (Llama's <s>) when the tokenizer adds one."""
     ids, cut = [], []
-    for row in tokenizer([p + PROMPT_END for p in prompts], add_special_tokens=True)["input_ids"]:
+    # uncut (cut below, keeping the end); verbose=False: no "longer than the maximum sequence length" advice
+    for row in tokenizer([p + PROMPT_END for p in prompts], add_special_tokens=True, verbose=False)["input_ids"]:
         cut.append(len(row) > max_length)
         head = row[:1] if len(row) > max_length and tokenizer.bos_token_id is not None and \
             row[:1] == [tokenizer.bos_token_id] else []
@@ -37,7 +38,7 @@ def encode(tokenizer: PreTrainedTokenizerBase, prompts: list[str], completions: 
     """input_ids = prompt + completion + eos, attention_mask, labels (-100 on the prompt), and what was cut."""
     eos = tokenizer.eos_token_id
     prompt, cut_prompt = prompt_ids(tokenizer, prompts, max_prompt)
-    target = tokenizer(completions, add_special_tokens=False)["input_ids"]
+    target = tokenizer(completions, add_special_tokens=False, verbose=False)["input_ids"]  # uncut: cut below
     cut_target = [len(t) + 1 > max_completion for t in target]
     target = [t[:max_completion - 1] + [eos] for t in target]  # eos teaches the model where to stop
     input_ids = [p + t for p, t in zip(prompt, target)]

@@ -20,12 +20,16 @@ def setup_logging() -> None:
     rank0 = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 logs progress
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         level=logging.INFO if rank0 else logging.WARNING, force=True)
-    import datasets
-    import transformers
-
-    transformers.logging.set_verbosity_warning()
-    transformers.utils.logging.disable_progress_bar()  # weight loading/saving bars; the training bar stays
-    datasets.logging.set_verbosity_warning()
+    # transformers and datasets read these when imported; a stage imports them only when it needs them (the data
+    # stages start in about a second without them), so they are not imported here
+    os.environ["TRANSFORMERS_VERBOSITY"] = os.environ["DATASETS_VERBOSITY"] = "warning"
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # weight loading/saving bars; the training bar stays
+    if "transformers" in sys.modules:  # already imported: tell it directly
+        transformers = sys.modules["transformers"]
+        transformers.logging.set_verbosity_warning()
+        transformers.utils.logging.disable_progress_bar()
+    if "datasets" in sys.modules:
+        sys.modules["datasets"].logging.set_verbosity_warning()
     for name in ("mlflow", "alembic", "urllib3", "filelock"):
         logging.getLogger(name).setLevel(logging.WARNING)
 

@@ -420,3 +420,24 @@ def flatten(params: Params) -> dict[str, Any]:
     """Flatten to {"section.key": value}, e.g. for MLflow params."""
     return {f"{section}.{key}": value for section, values in dataclasses.asdict(params).items()
             for key, value in values.items()}
+
+
+TASK_SECTIONS = {"ner": "ner", "multilabel": "multilabel", "qa": "qa", "summarization": "seq2seq",
+                 "translation": "seq2seq", "sft": "sft"}  # the section each task reads besides the shared ones
+
+
+def params_line(params: Params, *sections: str) -> str:
+    """One readable log line of the params a stage uses: `section.key=value` as `dvc exp run -S` takes them, for
+    `sections` (a section name, or one "section.key") plus the task's own section (TASK_SECTIONS); unset values
+    (empty strings and lists) are left out."""
+    own = TASK_SECTIONS.get(params.task.name)
+    parts = []
+    for section in (*sections, *([own] if own and own not in sections else [])):
+        section, _, only = section.partition(".")
+        for key, value in dataclasses.asdict(getattr(params, section)).items():
+            if value in ("", [], ()) or only and key != only:
+                continue
+            text = str(value).lower() if isinstance(value, bool) else \
+                ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+            parts.append(f"{section}.{key}={text}")
+    return " ".join(parts)

@@ -10,20 +10,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from datasets import Dataset
-from transformers import AutoConfig, AutoModelForSequenceClassification, DataCollatorWithPadding, \
-    PreTrainedTokenizerBase
 
-from lmtune import families, io, metrics, models, plots
+from lmtune import io
 from lmtune.errors import DataError, ParamsError
-from lmtune.inference import batched_logits, softmax
-from lmtune.modeling import MeanPoolingConfig, MeanPoolingForSequenceClassification
 from lmtune.tasks.base import EvalResult
 from lmtune.io import DATA_FILE, REJECTED_FILE
 from lmtune.text import StreamedClean, first_row_number, label_codes, label_strings, mark_rows, \
     normalize_text, repeats, require_columns, row_keys, shown, similar_labels, sorted_labels, text_cell, text_strings
 
 if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
+
     from lmtune.config import Params
 
 logger = logging.getLogger(__name__)
@@ -377,6 +375,11 @@ def load_model(name_or_path: str, labels: list[str], revision: str, attn_impleme
     `pooling` (fine_tune.pooling): what the head reads. cls: the first token, transformers' own head; mean: the mean
     of the token states (lmtune.modeling); auto: mean for a sentence-transformers checkpoint trained on it, else cls.
     A model fine-tuned with either head loads back with that head."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from lmtune import families, models
+    from lmtune.modeling import MeanPoolingConfig, MeanPoolingForSequenceClassification
+
     path = models.resolve(name_or_path)
     head = dict(num_labels=len(labels), id2label=dict(enumerate(labels)),
                 label2id={name: i for i, name in enumerate(labels)}, problem_type=problem_type)
@@ -393,12 +396,16 @@ def load_model(name_or_path: str, labels: list[str], revision: str, attn_impleme
 
 def collator(tokenizer: PreTrainedTokenizerBase, model: Any, params: Params, max_length: int) -> DataCollatorWithPadding:
     """Pad each batch to its own longest sequence, or to max_length when dynamic padding is off."""
+    from transformers import DataCollatorWithPadding
+
     if params.fine_tune.dynamic_padding:
         return DataCollatorWithPadding(tokenizer, padding="longest")
     return DataCollatorWithPadding(tokenizer, padding="max_length", max_length=max_length)
 
 
 def compute_metrics(labels: list[str], params: Params, eval_dataset: Dataset, tokenizer: Any) -> Any:
+    from lmtune import metrics
+
     def fn(pred: Any) -> dict[str, float]:
         return metrics.classification_metrics(pred.label_ids, np.argmax(pred.predictions, axis=-1), len(labels))
 
@@ -436,6 +443,9 @@ def input_rows(ds: Dataset) -> list[dict[str, str]]:
 
 def evaluate(model: Any, tokenizer: PreTrainedTokenizerBase, test: Dataset, labels: list[str],
              params: Params) -> EvalResult:
+    from lmtune import metrics, plots
+    from lmtune.inference import batched_logits, softmax
+
     probs = softmax(batched_logits(model, tokenizer, model_features(test), params.evaluate.batch_size, progress=True))
     y_true, y_pred = np.asarray(test["labels"]), probs.argmax(axis=-1)
     predictions = [{**inputs, "label": labels[t], "predicted": labels[p], "score": round(float(pr[p]), 6)}
@@ -462,6 +472,8 @@ def evaluate(model: Any, tokenizer: PreTrainedTokenizerBase, test: Dataset, labe
 
 def log_absent(per_class: dict[str, Any], n_labels: int) -> None:
     """Say which labels the test split cannot score: macro averages run over the others (metrics.present_labels)."""
+    from lmtune import metrics
+
     absent = per_class.get(metrics.ABSENT_LABELS, [])
     if absent:
         logger.warning("%d of %d labels have no test example and no prediction, so test macro averages run over the "
@@ -472,6 +484,8 @@ def log_absent(per_class: dict[str, Any], n_labels: int) -> None:
 
 def predict(model: Any, tokenizer: Any, records: list[dict[str, Any]], info: dict[str, Any],
             batch_size: int) -> list[dict[str, Any]]:
+    from lmtune.inference import batched_logits, softmax
+
     probs = softmax(batched_logits(model, tokenizer, record_features(tokenizer, records, info), batch_size))
     labels = info["labels"]
     return [{"label": labels[int(p.argmax())], "score": round(float(p.max()), 6),

@@ -15,13 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-from datasets import Dataset
-from scipy.special import expit
-from transformers import PreTrainedTokenizerBase
 
-from lmtune import io, metrics, plots
+from lmtune import io
 from lmtune.errors import DataError
-from lmtune.inference import batched_logits
 from lmtune.tasks import classification
 from lmtune.tasks.base import EvalResult
 from lmtune.tasks.classification import ChunkedRows, encode_texts, input_rows, model_features, no_rows_left, \
@@ -29,6 +25,9 @@ from lmtune.tasks.classification import ChunkedRows, encode_texts, input_rows, m
 from lmtune.text import StreamedClean, label_string, sorted_labels
 
 if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedTokenizerBase
+
     from lmtune.config import Params
 
 NO_LABELS = "[]"  # an explicitly empty label set, as a cell or a JSON list; a blank cell is a missing label
@@ -114,6 +113,10 @@ load_model = partial(classification.load_model, problem_type="multi_label_classi
 
 
 def compute_metrics(labels: list[str], params: Params, eval_dataset: Dataset, tokenizer: Any) -> Any:
+    from scipy.special import expit
+
+    from lmtune import metrics
+
     threshold = params.multilabel.threshold
 
     def fn(pred: Any) -> dict[str, float]:
@@ -142,6 +145,11 @@ def bounded_scores(labels: list[str], probs: np.ndarray, truth: np.ndarray, pred
 
 def evaluate(model: Any, tokenizer: PreTrainedTokenizerBase, test: Dataset, labels: list[str],
              params: Params) -> EvalResult:
+    from scipy.special import expit
+
+    from lmtune import metrics, plots
+    from lmtune.inference import batched_logits
+
     probs = expit(batched_logits(model, tokenizer, model_features(test), params.evaluate.batch_size, progress=True))
     y_true = np.asarray(test["labels"]).astype(int)  # (texts, labels) 0/1
     y_pred = (probs >= params.multilabel.threshold).astype(int)
@@ -166,6 +174,10 @@ def evaluate(model: Any, tokenizer: PreTrainedTokenizerBase, test: Dataset, labe
 def predict(model: Any, tokenizer: Any, records: list[dict[str, Any]], info: dict[str, Any],
             batch_size: int) -> list[dict[str, Any]]:
     """Every label at or above the trained model's multilabel.threshold (saved in lmtune.json), and all scores."""
+    from scipy.special import expit
+
+    from lmtune.inference import batched_logits
+
     threshold, labels = info["params"]["multilabel"]["threshold"], info["labels"]
     probs = expit(batched_logits(model, tokenizer, record_features(tokenizer, records, info), batch_size))
     return [{"labels": [name for name, s in zip(labels, p) if s >= threshold], "scores": label_scores(labels, p)}

@@ -9,21 +9,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from datasets import Dataset
-from seqeval.metrics import accuracy_score, classification_report
-from seqeval.scheme import IOBES
-from seqeval.metrics.sequence_labeling import get_entities
 from tqdm.auto import tqdm
-from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification, PreTrainedTokenizerBase
 
-from lmtune import families, io, metrics, models, plots
+from lmtune import io
 from lmtune.errors import DataError, LmtuneError
-from lmtune.inference import batched_logits
 from lmtune.tasks.base import EvalResult
 from lmtune.tasks.classification import model_features, split_values
 from lmtune.text import CleanResult, first_row_number, normalize_text, require_columns
 
 if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import DataCollatorForTokenClassification, PreTrainedTokenizerBase
+
     from lmtune.config import Params
 
 TAG = re.compile(r"O|[BIMES]-\S+")  # IOB1, IOB2, IOBES and BMES tags (BMES's M- is read as IOBES's I-)
@@ -152,6 +149,8 @@ def normalise_sentences(frame: pd.DataFrame, lowercase: bool) -> tuple[pd.DataFr
 
 def clean(path: Path, params: Params) -> CleanResult:
     """Read sentences (CoNLL or JSONL), check tags, normalise tokens, and map tags to ids."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
     fmt = io.detect_format(path, params.clean.input_format)
     if fmt == "conll" and params.task.split_column:
         raise DataError(f"{path}: CoNLL has no split column; set task.split_column: \"\" (split by fractions) or "
@@ -254,6 +253,10 @@ def tokenize(ds: Dataset, tokenizer: PreTrainedTokenizerBase, params: Params,
 
 
 def load_model(name_or_path: str, labels: list[str], revision: str, attn_implementation: str | None = None) -> Any:
+    from transformers import AutoModelForTokenClassification
+
+    from lmtune import families, models
+
     return families.load_model(
         AutoModelForTokenClassification, models.resolve(name_or_path), revision, attn_implementation=attn_implementation,
         num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={tag: i for i, tag in enumerate(labels)},
@@ -263,6 +266,8 @@ def load_model(name_or_path: str, labels: list[str], revision: str, attn_impleme
 def collator(tokenizer: PreTrainedTokenizerBase, model: Any, params: Params,
              max_length: int) -> DataCollatorForTokenClassification:
     """Pads input ids and labels (with IGNORED) to the batch's longest sentence, or to max_length."""
+    from transformers import DataCollatorForTokenClassification
+
     if params.fine_tune.dynamic_padding:
         return DataCollatorForTokenClassification(tokenizer, padding="longest")
     return DataCollatorForTokenClassification(tokenizer, padding="max_length", max_length=max_length)
@@ -289,6 +294,9 @@ def seqeval_scores(gold: list[list[str]], predicted: list[list[str]],
     support. Default mode: an entity may start with I-, so IOB1 and IOB2 both score correctly. `strict`
     (strict_scheme: IOBES and BMES data): seqeval's strict IOBES mode, where only a well-formed B- .. E- or S-
     span is an entity, so a predicted span without its end tag counts as no entity."""
+    from seqeval.metrics import accuracy_score, classification_report
+    from seqeval.scheme import IOBES
+
     mode = {"mode": "strict", "scheme": IOBES} if strict else {}
     report = classification_report(gold, predicted, output_dict=True, zero_division=0, **mode)
     micro = report["micro avg"]
@@ -320,6 +328,8 @@ def position_logits(model: Any, tokenizer: Any, features: list[dict[str, list[in
                     progress: bool = False) -> list[np.ndarray]:
     """(positions, labels) logits per feature. Features are grouped by exact length, so each group's batches
     stack without padding (batched_logits concatenates batches, which needs one sequence length)."""
+    from lmtune.inference import batched_logits
+
     by_length: dict[int, list[int]] = defaultdict(list)
     for i, feature in enumerate(features):
         by_length[len(feature["input_ids"])].append(i)
@@ -332,6 +342,8 @@ def position_logits(model: Any, tokenizer: Any, features: list[dict[str, list[in
 
 def evaluate(model: Any, tokenizer: PreTrainedTokenizerBase, test: Dataset, labels: list[str],
              params: Params) -> EvalResult:
+    from lmtune import metrics, plots
+
     logits = position_logits(model, tokenizer, model_features(test), params.evaluate.batch_size, progress=True)
     gold_ids, reader = test["tag_ids"], word_tag_reader(labels, params.ner.label_all_tokens)
     pred_ids = [word_predictions(x.argmax(axis=-1), w, len(g), reader)
@@ -362,6 +374,8 @@ def split_words(record: dict[str, Any]) -> list[str]:
 
 def entity_spans(words: list[str], tags: list[str]) -> list[dict[str, Any]]:
     """Entities as {type, text, start, end}: word indices, end exclusive; CJK characters join without spaces."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
     spans = []
     for kind, start, last in get_entities(tags):
         part = words[start:last + 1]

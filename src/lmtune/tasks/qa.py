@@ -12,18 +12,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import torch
-from datasets import Dataset
-from transformers import AutoModelForQuestionAnswering, PreTrainedTokenizerBase
 
-from lmtune import families, io, models
+from lmtune import io
 from lmtune.errors import DataError, LmtuneError
-from lmtune.inference import batched_logits
 from lmtune.tasks.base import EvalResult
 from lmtune.tasks.classification import collator, split_values  # noqa: F401 - collator: the same padding collator
 from lmtune.text import CleanResult, normalize_text, require_columns
 
 if TYPE_CHECKING:
+    import torch
+    from datasets import Dataset
+    from transformers import PreTrainedTokenizerBase
+
     from lmtune.config import Params
 
 SQUAD_KEYS = {"article": ("paragraphs",), "paragraph": ("context", "qas"), "question": ("id", "question", "answers"),
@@ -221,6 +221,10 @@ def tokenize(ds: Dataset, tokenizer: PreTrainedTokenizerBase, params: Params,
 # ---- model, validation metrics ------------------------------------------------------------------------------------
 
 def load_model(name_or_path: str, labels: list[str], revision: str, attn_implementation: str | None = None) -> Any:
+    from transformers import AutoModelForQuestionAnswering
+
+    from lmtune import families, models
+
     return families.load_model(AutoModelForQuestionAnswering, models.resolve(name_or_path), revision,
                                attn_implementation=attn_implementation)
 
@@ -286,19 +290,25 @@ def decode(start_logits: list[np.ndarray], end_logits: list[np.ndarray], windows
     return best
 
 
-class SpanLogits(torch.nn.Module):
+class SpanLogits:
     """A QA model as inference.batched_logits expects one: `logits` (batch, width, 2) = per-token start and end
-    logits, padded to a fixed width so batches of different lengths concatenate."""
+    logits, padded to a fixed width so batches of different lengths concatenate. A plain wrapper (eval, device,
+    call), not a torch Module, so that importing this module does not import torch."""
 
     def __init__(self, model: torch.nn.Module, width: int) -> None:
-        super().__init__()
         self.qa, self.width, self.config = model, width, model.config
 
     @property
     def device(self) -> torch.device:
         return self.qa.device
 
-    def forward(self, **batch: torch.Tensor) -> SimpleNamespace:
+    def eval(self) -> SpanLogits:
+        self.qa.eval()
+        return self
+
+    def __call__(self, **batch: torch.Tensor) -> SimpleNamespace:
+        import torch
+
         out = self.qa(**batch)
         logits = torch.stack([out.start_logits, out.end_logits], dim=-1)  # (batch, tokens, 2)
         return SimpleNamespace(logits=torch.nn.functional.pad(logits, (0, 0, 0, self.width - logits.shape[1])))
@@ -307,6 +317,8 @@ class SpanLogits(torch.nn.Module):
 def answer(model: Any, tokenizer: Any, windows: Any, qa: Any, batch_size: int,
            progress: bool = False) -> dict[str, dict[str, Any]]:
     """Run the model over the windows (a Dataset or dict of columns) and decode each question's answer."""
+    from lmtune.inference import batched_logits
+
     names = [k for k in tokenizer.model_input_names if k in windows]
     features = [dict(zip(names, values)) for values in zip(*(windows[k] for k in names))]
     width = max((len(f["input_ids"]) for f in features), default=1)

@@ -18,12 +18,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from datasets import Dataset
-from transformers import PreTrainedTokenizerBase
 
-from lmtune import io, metrics, plots
+from lmtune import io
 from lmtune.errors import DataError
-from lmtune.inference import batched_logits
 from lmtune.tasks import classification
 from lmtune.tasks.base import EvalResult
 from lmtune.tasks.classification import ChunkedRows, encode_texts, input_rows, model_features, no_rows_left, \
@@ -31,6 +28,9 @@ from lmtune.tasks.classification import ChunkedRows, encode_texts, input_rows, m
 from lmtune.text import StreamedClean
 
 if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedTokenizerBase
+
     from lmtune.config import Params
 
 OUTPUT = "value"  # the single output unit's name in the model config (id2label)
@@ -129,6 +129,8 @@ def scaling_hooks(model: Any) -> None:
 
 
 def compute_metrics(labels: list[str], params: Params, eval_dataset: Dataset, tokenizer: Any) -> Any:
+    from lmtune import metrics
+
     def fn(pred: Any) -> dict[str, float]:
         return metrics.regression_metrics(pred.label_ids.reshape(-1), pred.predictions.reshape(-1))  # (n, 1) -> (n,)
 
@@ -137,6 +139,9 @@ def compute_metrics(labels: list[str], params: Params, eval_dataset: Dataset, to
 
 def evaluate(model: Any, tokenizer: PreTrainedTokenizerBase, test: Dataset, labels: list[str],
              params: Params) -> EvalResult:
+    from lmtune import metrics, plots
+    from lmtune.inference import batched_logits
+
     predicted = batched_logits(model, tokenizer, model_features(test), params.evaluate.batch_size, progress=True)[:, 0]
     actual = np.asarray(test["labels"], dtype=np.float64)
     predictions = [{**inputs, "target": round(float(a), 6), "predicted": round(float(p), 6),
@@ -150,5 +155,7 @@ def evaluate(model: Any, tokenizer: PreTrainedTokenizerBase, test: Dataset, labe
 
 def predict(model: Any, tokenizer: Any, records: list[dict[str, Any]], info: dict[str, Any],
             batch_size: int) -> list[dict[str, Any]]:
+    from lmtune.inference import batched_logits
+
     values = batched_logits(model, tokenizer, record_features(tokenizer, records, info), batch_size)
     return [{"value": round(float(v), 6)} for v in values[:, 0]]

@@ -18,17 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import sacrebleu
-import torch
-from datasets import Dataset
-from nltk.stem import porter
-from rouge_score import rouge_scorer, tokenizers
-from sacrebleu.metrics import BLEU, CHRF
 from tqdm.auto import tqdm
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, \
-    DataCollatorForSeq2Seq, DataCollatorWithPadding, EncoderDecoderModel, GenerationConfig, PreTrainedTokenizerBase
 
-from lmtune import causal, families, models
 from lmtune.config import NO_TARGET
 from lmtune.errors import DataError, LmtuneError, ParamsError
 from lmtune.tasks.base import EvalResult
@@ -36,6 +27,9 @@ from lmtune.tasks.classification import model_features, no_rows_left, read_label
 from lmtune.text import CleanResult, normalize_text
 
 if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedTokenizerBase
+
     from lmtune.config import Params
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
@@ -105,6 +99,8 @@ def tokenize(ds: Dataset, tokenizer: PreTrainedTokenizerBase, params: Params,
     """Encode `source_prefix + text` (truncated to tokenize.max_length) and the target as `labels` (truncated to
     seq2seq.max_target_length), unpadded; `target` keeps the reference text the metrics compare against. For a
     decoder-only model one row holds prompt and target (lmtune.causal: labels -100 on the prompt)."""
+    from lmtune import causal, families, models
+
     s2s = params.seq2seq
     decoder_only = families.is_decoder_only(families.load_config(models.resolve(params.model.name_or_path),
                                                                  params.model.revision))
@@ -138,6 +134,18 @@ def load_model(name_or_path: str, labels: list[str], revision: str, attn_impleme
     does a decoder-only one (GPT-2, Llama, Qwen2: prompt -> completion, lmtune.causal); an encoder-only one (BERT,
     RoBERTa, the packaged MiniLM) is warm-started as encoder and decoder (bert2bert: the decoder gets fresh
     cross-attention layers and an LM head tied to its embeddings)."""
+    import torch
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForSeq2SeqLM,
+        AutoTokenizer,
+        EncoderDecoderModel,
+        GenerationConfig,
+    )
+
+    from lmtune import families, models
+
     path = models.resolve(name_or_path)
     attn = {"attn_implementation": attn_implementation} if attn_implementation else {}
     config = AutoConfig.from_pretrained(path, revision=revision)
@@ -166,6 +174,8 @@ def collator(tokenizer: PreTrainedTokenizerBase, model: Any, params: Params, max
     """Pad inputs (to the batch's longest, or to max_length without dynamic padding) and labels with -100, which
     the loss ignores; the model builds its decoder inputs from the labels. A label sequence that begins with the
     decoder start token (bert2bert: [CLS]) loses it, or the model would learn to emit the start token again."""
+    from transformers import DataCollatorForSeq2Seq
+
     padding: dict[str, Any] = {"padding": "longest"} if params.fine_tune.dynamic_padding else \
         {"padding": "max_length", "max_length": max_length}
     pad = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100, **padding)
@@ -235,6 +245,8 @@ def detect_script(texts: Iterable[str]) -> str:
 
 def bleu_tokenizer_installed(name: str) -> bool:
     """Whether sacrebleu can build tokenizer `name` (ja-mecab and ko-mecab need extra packages: sacrebleu[ja]/[ko])."""
+    from sacrebleu.metrics import BLEU
+
     try:
         BLEU(tokenize=name)
     except (ImportError, RuntimeError):
@@ -254,6 +266,8 @@ class Scoring:
 
     def report(self) -> dict[str, Any]:
         """The choice as reports/eval/generation.json records it (metrics.json holds numbers only)."""
+        import sacrebleu
+
         return {"target_language": self.target_language, "script": self.script, "bleu_tokenize": self.bleu_tokenize,
                 "rouge_tokenizer": "lowercased words (letters, marks, digits)" +
                                    (", Porter-stemmed" if self.rouge_stemming else "") +
@@ -278,13 +292,15 @@ def scoring_for(target_language: str, references: Iterable[str]) -> Scoring:
                    rouge_stemming=script == "latin" and code in ("auto", "en"))
 
 
-class UnicodeTokenizer(tokenizers.Tokenizer):
+class UnicodeTokenizer:  # rouge_score.tokenizers.Tokenizer's interface (tokenize), without importing it
     """ROUGE tokens for any script: lowercased runs of letters, combining marks and digits are words (rouge-score's
     default keeps [a-z0-9] only, and Python's \\w+ splits Devanagari words at their vowel signs); each character of a
     CHARACTER_SCRIPTS script is a token of its own, as those scripts do not separate words by spaces. With `stem`,
     words longer than 3 characters are Porter-stemmed as rouge-score does, so ASCII text gets the default's tokens."""
 
     def __init__(self, stem: bool) -> None:
+        from nltk.stem import porter
+
         self._stemmer = porter.PorterStemmer() if stem else None
 
     def tokenize(self, text: str) -> list[str]:
@@ -318,6 +334,9 @@ def generation_metrics(generated: list[str], references: list[list[str]], scorin
     """ROUGE-1/2/L F-measure (each against the best of the source's references, as rouge-score's score_multi,
     averaged over sources) and corpus BLEU and chrF (sacrebleu, all references of a source at once), 0-100.
     `references[i]` holds every reference of `generated[i]`; tokenisation follows `scoring`."""
+    from rouge_score import rouge_scorer
+    from sacrebleu.metrics import BLEU, CHRF
+
     if not generated:
         return {name: 0.0 for name in (*ROUGE_TYPES, "bleu", "chrf")}
     scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), tokenizer=UnicodeTokenizer(stem=scoring.rouge_stemming))
@@ -364,11 +383,15 @@ def compute_metrics(labels: list[str], params: Params, eval_dataset: Dataset, to
     return fn
 
 
-@torch.inference_mode()
 def batched_generate(model: Any, tokenizer: Any, features: list[dict[str, list[int]]], batch_size: int,
                      generation: dict[str, Any], progress: bool = False) -> tuple[list[str], list[int]]:
     """Generated texts and their lengths in tokens, in input order; batches sorted by source length so each pads
     only to its own longest source; fp32. A decoder-only model continues each prompt (the features' input_ids)."""
+    import torch
+    from transformers import DataCollatorWithPadding
+
+    from lmtune import causal, families
+
     if families.is_decoder_only(model.config):
         new = causal.generate_all(model, tokenizer, [f["input_ids"] for f in features], batch_size,
                                   generation["num_beams"], generation["max_new_tokens"], progress)
@@ -381,8 +404,9 @@ def batched_generate(model: Any, tokenizer: Any, features: list[dict[str, list[i
     for start in tqdm(range(0, len(order), batch_size), desc="generate", unit="batch", disable=not progress):
         index = order[start:start + batch_size]
         batch = {k: v.to(model.device) for k, v in collate([features[i] for i in index]).items()}
-        out = model.generate(**batch, num_beams=generation["num_beams"],
-                             max_new_tokens=generation["max_new_tokens"]).cpu().tolist()  # (batch, tokens)
+        with torch.inference_mode():
+            out = model.generate(**batch, num_beams=generation["num_beams"],
+                                 max_new_tokens=generation["max_new_tokens"]).cpu().tolist()  # (batch, tokens)
         for i, ids, text in zip(index, out, decode(tokenizer, out)):
             texts[i], lengths[i] = text, sum(t not in special for t in ids)
     return texts, lengths
@@ -390,6 +414,8 @@ def batched_generate(model: Any, tokenizer: Any, features: list[dict[str, list[i
 
 def prompt_features(ds: Dataset) -> list[dict[str, list[int]]]:
     """The prompt of each decoder-only row (lmtune.causal): the leading positions whose label is -100."""
+    from lmtune import causal
+
     return [{"input_ids": ids[:next((i for i, label in enumerate(labels) if label != causal.IGNORE), len(ids))]}
             for ids, labels in zip(ds["input_ids"], ds["labels"])]
 
@@ -398,6 +424,8 @@ def evaluate(model: Any, tokenizer: PreTrainedTokenizerBase, test: Dataset, labe
              params: Params) -> EvalResult:
     """Generate once per test source and score it against all of its references (a source with two references is
     two test rows). reports/eval/generation.json records the tokenizers seq2seq.target_language chose."""
+    from lmtune import families
+
     rows, references = group_references(test["example_id"], test["target"])
     sources = test.select(rows)
     scoring = scoring_for(params.seq2seq.target_language, (r for refs in references for r in refs))
@@ -419,6 +447,8 @@ def predict(model: Any, tokenizer: Any, records: list[dict[str, Any]], info: dic
             batch_size: int) -> list[dict[str, Any]]:
     """Each record's `text` (or `source`) gets `generated`, with the source prefix and generation settings of
     training."""
+    from lmtune import causal, families
+
     s2s = info["params"]["seq2seq"]
     sources = [s2s["source_prefix"] + str(r["text"] if "text" in r else r["source"]) for r in records]
     if families.is_decoder_only(model.config):  # the prompts of training: normalised, with their end marker

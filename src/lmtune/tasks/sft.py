@@ -21,16 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from datasets import Dataset
-from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, DataCollatorWithFlattening, \
-    PreTrainedTokenizerBase
 
-from lmtune import causal, families, io, models
+from lmtune import io
 from lmtune.errors import DataError, LmtuneError
 from lmtune.tasks.base import EvalResult
 from lmtune.text import CleanResult, normalize_lines
 
 if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedTokenizerBase
+
     from lmtune.config import Params
 
 ROLES = ("system", "user", "assistant")
@@ -200,6 +200,8 @@ def encode_conversation(tokenizer: PreTrainedTokenizerBase, messages: list[dict[
     """input_ids of the rendered conversation and labels: each assistant turn's tokens (what rendering the turn
     adds after the generation prompt that opens it), -100 elsewhere. Needs a template whose rendering of a prefix
     of the conversation is a prefix of the whole (every common chat template is)."""
+    from lmtune import causal
+
     ids: list[int] = []
     labels: list[int] = []
     for i, message in enumerate(messages):
@@ -220,6 +222,8 @@ def encode_conversation(tokenizer: PreTrainedTokenizerBase, messages: list[dict[
 def end_of_turn(tokenizer: PreTrainedTokenizerBase) -> int:
     """The token the template closes an assistant answer with (<|im_end|>, <|eot_id|>, eos, ...): where generation
     stops. Found by rendering a one-word answer and taking the first token after it."""
+    from lmtune import causal
+
     messages = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "answer"}]
     _, labels = encode_conversation(tokenizer, messages, train_on_prompt=False)
     answer = [t for t in labels if t != causal.IGNORE]
@@ -227,13 +231,17 @@ def end_of_turn(tokenizer: PreTrainedTokenizerBase) -> int:
 
 
 def encode(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
-    return tokenizer(text, add_special_tokens=False)["input_ids"]  # the template writes the special tokens
+    # the template writes the special tokens; whole conversations, cut to max_length by the caller (verbose=False:
+    # transformers' "longer than the specified maximum sequence length" advice is about that uncut length)
+    return tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
 
 
 def tokenize(ds: Dataset, tokenizer: PreTrainedTokenizerBase, params: Params,
              labels: list[str]) -> tuple[Dataset, dict[str, int]]:
     """input_ids, labels (answers only) and length per conversation, truncated to tokenize.max_length; a conversation
     with no answer token left after truncation is dropped and counted."""
+    from lmtune import causal
+
     template = use_template(tokenizer, params.sft.fallback_template)
     max_length = params.tokenize.max_length
 
@@ -269,6 +277,10 @@ def load_model(name_or_path: str, labels: list[str], revision: str, attn_impleme
     transformers builds the per-example attention mask from position_ids only without a cache). Generation turns
     it back on. quantization 4bit (QLoRA, the one deliberate exception to fp32 weights): frozen NF4 base weights
     with bf16 compute, for LoRA adapters on top; CUDA and bitsandbytes only."""
+    from transformers import AutoModelForCausalLM
+
+    from lmtune import families, models
+
     attn = {"attn_implementation": attn_implementation} if attn_implementation else {}
     path = models.resolve(name_or_path)
     if quantization == "4bit":
@@ -279,6 +291,8 @@ def load_model(name_or_path: str, labels: list[str], revision: str, attn_impleme
 
 
 def load_4bit(path: str, revision: str, attn: dict[str, str]) -> Any:
+    from transformers import AutoModelForCausalLM
+
     import torch
 
     if not torch.cuda.is_available():
@@ -304,6 +318,10 @@ def collator(tokenizer: PreTrainedTokenizerBase, model: Any, params: Params, max
     """sft.packing: the batch's conversations end to end in one row, position ids restarting at each, so neither
     attention nor the loss crosses a boundary and no token is padding. Else padding to the batch's longest row (or
     to max_length without dynamic padding), labels padded with -100."""
+    from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
+
+    from lmtune import causal
+
     if params.sft.packing:
         return DataCollatorWithFlattening(return_position_ids=True)
     padding: dict[str, Any] = {"padding": "longest"} if params.fine_tune.dynamic_padding else \
@@ -330,6 +348,8 @@ def generation_settings(s: Any) -> dict[str, Any]:
 
 def generate(model: Any, tokenizer: Any, prompts: list[list[dict[str, str]]], settings: dict[str, Any],
              batch_size: int, progress: bool = False) -> list[str]:
+    from lmtune import causal
+
     ids = [encode(tokenizer, render(tokenizer, p, generation_prompt=True)) for p in prompts]
     new = causal.generate_all(model, tokenizer, ids, batch_size, settings["num_beams"], settings["max_new_tokens"],
                               progress, sampling={"temperature": settings["temperature"], "top_p": settings["top_p"]},
@@ -339,6 +359,10 @@ def generate(model: Any, tokenizer: Any, prompts: list[list[dict[str, str]]], se
 
 def answer_loss(model: Any, tokenizer: Any, test: Dataset, batch_size: int) -> float:
     """Mean cross-entropy per answer token of the test conversations (reference answers, teacher-forced)."""
+    from transformers import DataCollatorForSeq2Seq
+
+    from lmtune import causal
+
     import torch
 
     collate = DataCollatorForSeq2Seq(tokenizer, model=None, label_pad_token_id=causal.IGNORE, padding="longest")
