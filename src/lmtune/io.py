@@ -225,10 +225,16 @@ def remove_temp(path: Path) -> None:
 
 
 def check_writable(*folders: str | Path) -> None:
-    """WriteError unless each folder (created if missing) takes new files: for a stage that works long before it
-    writes, so a read-only folder stops it first."""
+    """WriteError unless each folder takes new files (a missing one: its nearest existing parent), creating nothing
+    that stays: for a stage that works long before it writes, so a read-only folder stops it first."""
     for folder in folders:
-        remove_temp(temp_dir(folder, "check"))
+        folder = Path(folder)
+        if folder.is_dir():
+            remove_temp(temp_dir(folder, "check"))
+            continue
+        parent = next(p for p in folder.absolute().parents if p.exists())
+        if not os.access(parent, os.W_OK):
+            raise write_error(PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(parent)), parent)
 
 
 @contextlib.contextmanager

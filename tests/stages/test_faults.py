@@ -181,3 +181,15 @@ def test_sigkilled_stage_leaves_temp_files_only_in_lmtune_tmp_and_the_next_run_s
     run_module(f"stages.{stage}", *args, check=True)
     assert not temp_leftovers(tmp_path), "the next run swept the killed run's temp files"
     assert all(p.exists() for p in outputs)
+
+
+def test_read_only_reports_stops_fine_tune_before_training(tmp_path, tiny_model):
+    params = write_params(tmp_path / "params.yaml", tiny_overrides(tiny_model))
+    prepare_splits(tmp_path, params)
+    (tmp_path / "reports").mkdir()
+    with read_only(tmp_path / "reports"):
+        result = run_module("stages.fine_tune", str(tmp_path / "splits"), str(tmp_path / "model"),
+                            str(tmp_path / "reports"), "--checkpoints", str(tmp_path / "ckpt"), "--params", str(params))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "reports: cannot write" in result.stderr and "Running training" not in result.stderr
+    assert not (tmp_path / "model").exists() and not temp_leftovers(tmp_path)

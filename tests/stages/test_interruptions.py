@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from lmtune import io
 from stages import evaluate
 from tests.conftest import ROOT, prepare_splits, tiny_overrides, write_params
 
@@ -26,7 +27,9 @@ def test_sigkilled_fine_tune_resumes_from_its_last_checkpoint_with_the_same_step
                                                      "fine_tune.batch_size": 2, "fine_tune.eval_strategy": "steps",
                                                      "fine_tune.eval_steps": 40, "fine_tune.logging_steps": 20})
     prepare_splits(tmp_path, params)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    system_tmp = tmp_path / "system-tmp"  # the kill must leave nothing in the system temp folder
+    system_tmp.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(system_tmp)}
     proc = subprocess.Popen(fine_tune_cmd(tmp_path, params), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
@@ -37,6 +40,7 @@ def test_sigkilled_fine_tune_resumes_from_its_last_checkpoint_with_the_same_step
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (tmp_path / "model").exists(), "a killed run leaves no model output"
+    assert not list(system_tmp.iterdir()) and not list(tmp_path.rglob(io.TMP_DIR)), "nor temporary files"
     done = subprocess.run(fine_tune_cmd(tmp_path, params), cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((tmp_path / "reports/train.json").read_text())
