@@ -132,10 +132,11 @@ def render(params: Params, lineage: dict[str, str], labels: list[str], validatio
     if task in ("summarization", "translation", "sft") and params.seq2seq.target_language != "auto":
         known["language"] = params.seq2seq.target_language
     source = getattr(getattr(params, "data", None), "path", None)  # the input file, where params name it
+    dvc_md5 = lineage.get("dvc_data_md5") if lineage.get("dvc_data_md5") != "not-in-dvc.lock" else None
     results = None
     if validation and validation.get("value") is not None:
         results = [EvalResult(task_type=tag, dataset_type="dvc", dataset_name=Path(data_dir).as_posix(),
-                              dataset_split="validation", dataset_revision=lineage.get("dvc_data_md5"),
+                              dataset_split="validation", dataset_revision=dvc_md5,
                               metric_type=validation["metric"], metric_value=round(float(validation["value"]), 6),
                               metric_name=f"best validation {validation['metric']}")]
     data = ModelCardData(

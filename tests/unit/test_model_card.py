@@ -34,7 +34,8 @@ def test_card_metadata_has_base_model_task_language_license_and_data_hash_for_th
     assert meta["pipeline_tag"] == "text-classification" and "classification" in meta["tags"]
     assert meta["library_name"] == "transformers"
     assert meta["language"] == "en" and meta["license"] == "apache-2.0", "read from the packaged model's own card"
-    assert meta["training_data"] == {"path": "data/processed/splits", "dvc_md5": "feed.dir", "content_md5": "c0ffee"}
+    assert meta["training_data"] == {"path": "data/processed/splits", "source": "data/demo/reviews.csv",
+                                     "dvc_md5": "feed.dir", "content_md5": "c0ffee"}
 
 
 def test_card_model_index_holds_the_best_validation_metric_and_says_test_metrics_are_elsewhere(tmp_path):
@@ -76,6 +77,11 @@ def test_card_pipeline_tag_and_snippet_follow_the_task(tmp_path, task, decoder_o
     assert card.data.pipeline_tag == tag and snippet in card.text
     assert card.data.base_model == "org/some-model"
     assert card.data.to_dict().get("language") == ("de" if task in ("translation", "summarization") else None)
+
+
+def test_card_outside_dvc_gives_no_dataset_revision(tmp_path):
+    card = render(tmp_path, {}, lineage={**LINEAGE, "dvc_data_md5": "not-in-dvc.lock"})
+    assert card.data.eval_results[0].dataset_revision is None
 
 
 def test_card_of_a_local_base_model_names_no_hub_base_model(tmp_path, tiny_model):
