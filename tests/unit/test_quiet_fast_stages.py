@@ -100,3 +100,30 @@ def test_model_card_is_in_the_model_directory_after_the_default_pipeline(pipelin
     root, stderr = pipeline
     assert "Add type hints to the `predict` method" not in stderr["fine_tune"]
     assert (root / "model" / "README.md").is_file()
+
+
+def test_uncut_encodes_of_sft_and_causal_give_no_sequence_length_advice(tiny_model):
+    """They encode whole texts on purpose and cut them to tokenize.max_length themselves."""
+    import logging
+
+    from transformers import AutoTokenizer
+
+    from lmtune import causal
+    from lmtune.tasks import sft
+
+    messages: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logging.getLogger("transformers").addHandler(handler)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(tiny_model))
+        tokenizer.model_max_length = 8
+        long_text = "good " * 40
+        assert len(sft.encode(tokenizer, long_text)) == 40
+        assert len(causal.prompt_ids(tokenizer, [long_text], 6)[0][0]) == 6
+        causal.encode(tokenizer, ["good"], [long_text], 6, 6)
+        assert not [m for m in messages if "longer than the specified maximum sequence length" in m]
+        tokenizer(long_text)  # the test can fail: a plain call does give the advice
+        assert [m for m in messages if "longer than the specified maximum sequence length" in m]
+    finally:
+        logging.getLogger("transformers").removeHandler(handler)
