@@ -69,7 +69,9 @@ def run(params: Params, data_dir: Path, model_dir: Path, reports_dir: Path) -> d
         logger.warning("%d test text(s) also appear in %s (leakage), e.g. %r", len(leaks), where, leaks[0])
     spec, info = TASKS[params.task.name], io.read_json(model_dir / INFO_FILE)
     model = spec.load_model(str(model_dir), info["labels"], "main")
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    # with the model's config and trust_remote_code=False, as lmtune predict: a mean-pooling config names lmtune's
+    # own classes (registered on import); read again, it logs a type warning or asks on stdin whether to run code
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, config=model.config, trust_remote_code=False)
     result = spec.evaluate(model, tokenizer, data["test"], info["labels"], params)
     metrics = {k: round(v, 6) for k, v in result.metrics.items()}
     metrics |= {"test_examples": len(set(data["test"]["example_id"])), "leaked_test_texts": len(leaks),
