@@ -81,10 +81,7 @@ def test_docs_queued_learning_rate_grid_runs(repo):
     runs = [exp["revs"][0] for commit in table for exp in (commit.get("experiments") or [])]
     rates = {float(r["data"]["params"]["params.yaml"]["data"]["fine_tune"]["learning_rate"]) for r in runs
              if r["data"].get("metrics")}
-    assert {1e-5, 3e-5} <= rates, runs
-    sh(repo, "git", "checkout", "--", ".")
-    sh(repo, "git", "clean", "-fdq", "reports")
-    sh(repo, "dvc", "checkout", "-q")
+    assert {1e-5, 3e-5} <= rates, runs  # queued runs ran in their own temporary folders: the workspace is as it was
 
 
 # --- issue #15 item 1: data is a param ------------------------------------------------------------------------------
