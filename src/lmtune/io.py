@@ -53,8 +53,8 @@ def _decode_error_line(path: Path, encoding: str) -> int:
 def _check_file(path: Path, input_format: str) -> str:
     """The file's format; DataError for a missing or empty file."""
     if not path.is_file():
-        raise DataError(f"{path}: input file not found; check the path in dvc.yaml (clean stage) "
-                        f"or add the file")
+        raise DataError(f"{path}: input file not found; check data.path in params.yaml "
+                        f"(`dvc exp run -S data.path=...`) or add the file")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty; it needs a header row and labelled rows")
     return detect_format(path, input_format)
