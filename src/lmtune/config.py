@@ -18,7 +18,7 @@ import yaml
 from lmtune.errors import ParamsError
 
 
-NO_TARGET = "data/no-target"  # data.target_path when there is no target file: an empty file shipped with the project,
+NO_TARGET = "data/no-target"  # data.target_path when there is no target file: a placeholder file shipped with the project,
 # because dvc.yaml lists data.target_path as a dependency and DVC refuses an empty path there ("" is accepted outside DVC)
 
 
@@ -26,7 +26,7 @@ NO_TARGET = "data/no-target"  # data.target_path when there is no target file: a
 class DataParams:
     path: str  # the input file the clean stage reads; dvc.yaml passes it (${data.path}) and tracks it as a dependency
     target_path: str  # summarization/translation with clean.input_format: text: the line-aligned target file (line i
-    # is the target of the input's line i), also a dvc.yaml dependency; NO_TARGET (or "") = none
+    # is the target of the input's line i), also a dvc.yaml dependency; data/no-target (or "") = none
 
     @property
     def target(self) -> Path | None:
@@ -75,8 +75,8 @@ class MultilabelParams:
 
 @dataclass(frozen=True)
 class QaParams:
-    question_column: str
-    context_column: str
+    question_column: str  # input column (or SQuAD key) with the question
+    context_column: str  # input column (or SQuAD key) with the passage the answer is found in
     answers_column: str  # {"text": [...], "answer_start": [...]} per row (SQuAD's layout)
     stride: int  # tokens shared by neighbouring windows of a long context
     max_answer_length: int  # longest answer span considered, in tokens
@@ -105,7 +105,7 @@ class SftParams:
     train_on_prompt: bool  # false: loss on the assistant turns only
     packing: bool  # several conversations per row, attention and loss kept apart (no padding)
     num_beams: int  # generation at test and prediction time
-    max_new_tokens: int
+    max_new_tokens: int  # longest generated answer, in tokens
     temperature: float  # 0: greedy (or beam search); > 0: sampling at this temperature
     top_p: float  # nucleus sampling mass when temperature > 0
 
@@ -118,9 +118,9 @@ class TokenizeParams:
 
 @dataclass(frozen=True)
 class SplitParams:
-    val_fraction: float
-    test_fraction: float
-    seed: int
+    val_fraction: float  # share of the examples held out for validation (checkpoint selection, early stopping)
+    test_fraction: float  # share of the examples held out for the test metrics (a split column overrides both)
+    seed: int  # the random split, stratified by label where the task has one
 
 
 @dataclass(frozen=True)
@@ -128,16 +128,16 @@ class FineTuneParams:
     epochs: float
     max_steps: int  # > 0 overrides epochs
     batch_size: int  # per device
-    eval_batch_size: int
+    eval_batch_size: int  # per device, for validation
     learning_rate: float
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup", "polynomial"]
     warmup_ratio: float
-    weight_decay: float
-    optimizer: Literal["adamw", "adagrad", "adadelta", "sgd", "adafactor"]
+    weight_decay: float  # decoupled (AdamW) or L2 weight decay; biases and LayerNorm weights excluded
+    optimizer: Literal["adamw", "adagrad", "adadelta", "sgd", "adafactor"]  # adamw: torch's fused AdamW
     momentum: float  # SGD's momentum (0 = plain SGD); other optimizers refuse a nonzero value
     grad_accum_steps: int
-    max_grad_norm: float
-    seed: int
+    max_grad_norm: float  # clip the gradient norm to this (0 = no clipping)
+    seed: int  # model head init, data order, dropout
     precision: Literal["auto", "fp32", "bf16", "fp16"]
     attention: Literal["auto", "eager", "sdpa"]  # attention kernels; auto picks the faster for device and precision
     dropout: float  # -1 keeps the model's dropout; 0 <= p < 1 sets every dropout layer to p
@@ -147,7 +147,7 @@ class FineTuneParams:
     train_head_only: bool
     lora_rank: int  # > 0: train LoRA adapters of this rank (peft) instead of all weights; 0 = full fine-tuning
     lora_alpha: int  # LoRA scaling numerator (scale = alpha / rank)
-    lora_dropout: float
+    lora_dropout: float  # dropout on the LoRA adapters' input
     lora_target_modules: str  # comma-separated module names to adapt, e.g. "query,value"; all-linear: every linear
     gradient_checkpointing: bool  # recompute activations in the backward pass: less memory, ~30% slower
     quantization: Literal["none", "4bit"]  # 4bit: QLoRA (bitsandbytes NF4 base weights + LoRA), CUDA only
@@ -168,7 +168,7 @@ class FineTuneParams:
 
 @dataclass(frozen=True)
 class EvaluateParams:
-    batch_size: int
+    batch_size: int  # test rows per forward pass
     fail_on_leakage: bool  # fail when a test text also appears in train
 
 
