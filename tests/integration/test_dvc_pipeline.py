@@ -145,7 +145,7 @@ def test_push_then_fresh_clone_pull_is_up_to_date_and_the_pulled_model_predicts(
 
 
 def test_queued_learning_rate_grid_runs_and_exp_show_compares_results(repo):
-    """The hyper-parameter search recipe from the README: queue a grid, start the queue, compare."""
+    """The hyper-parameter search recipe from docs/experiments.md: queue a grid, start the queue, compare."""
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "--allow-empty", "-qm", "before grid")
     sh(repo, "dvc", "exp", "run", "--queue", "-S", "fine_tune.learning_rate=1e-3,3e-4")

@@ -19,7 +19,7 @@ from tests.stages.test_pipeline_stages import run_all
 TEXT_TASKS = ("classification", "multilabel", "regression")
 GENERATION = ("summarization", "translation")
 ALL = (*TEXT_TASKS, "ner", "qa", *GENERATION)
-# family -> the tasks it supports (the README's matrix); every other task must be refused
+# family -> the tasks it supports (docs/models.md's matrix); every other task must be refused
 SUPPORTED: dict[str, tuple[str, ...]] = {
     "bert": ALL, "bert-zh": ALL, "roberta": ALL, "xlm-roberta": ALL, "electra": ALL,
     "distilbert": (*TEXT_TASKS, "ner", "qa"), "deberta-v2": (*TEXT_TASKS, "ner", "qa"),
