@@ -30,6 +30,18 @@ def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> str:
     return uri
 
 
+@pytest.fixture(scope="module")
+def module_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An MLflow store of one test module's own, for tests that count or read back runs: MLflow keeps one dataset per
+    name and digest, so another module's run on the same fixture data would own it. Use with `use_module_store`."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow-module') / 'mlflow.db'}"
+
+
+@pytest.fixture
+def use_module_store(module_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", module_store)
+
+
 @pytest.fixture(autouse=True)
 def restore_tracking_uri(mlflow_store: str):
     """`mlflow.set_tracking_uri` also sets the environment variable; undo any test's change after it."""

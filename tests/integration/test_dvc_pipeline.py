@@ -41,6 +41,26 @@ def repro(repo: Path) -> set[str]:
     return set(re.findall(r"Running stage '([\w-]+)'", sh(repo, "dvc", "repro")))
 
 
+def tiny_repo(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, overrides: dict | None = None,
+              store: str | None = None, run: bool = True, files: dict[str, Path] | None = None) -> Path:
+    """The project on the sentiment fixture with the tiny model, under git + DVC; with `run`, reproduced once and
+    committed. `store`: the MLflow store its runs log to (else the session's); `files`: more files to copy in
+    before the first commit (path in the repo -> source)."""
+    repo = copy_project(tmp_path_factory.mktemp("repo"))
+    for path, source in {"data/demo/reviews.csv": FIXTURES / "sentiment.csv", **(files or {})}.items():  # small, fast
+        shutil.copy(source, repo / path)
+    write_params(repo / "params.yaml", {**tiny_overrides(tiny_model), **(overrides or {})})
+    with pytest.MonkeyPatch.context() as patch:
+        if store:
+            patch.setenv("MLFLOW_TRACKING_URI", store)
+        init_repo(repo)
+        if run:
+            assert repro(repo) == {"clean", "tokenize", "split", "fine-tune", "evaluate"}
+            sh(repo, "git", "add", "-A")
+            sh(repo, "git", "commit", "-qm", "first run")
+    return repo
+
+
 def set_param(repo: Path, dotted: str, value: object) -> None:
     raw = yaml.safe_load((repo / "params.yaml").read_text())
     section, key = dotted.split(".")
@@ -50,14 +70,7 @@ def set_param(repo: Path, dotted: str, value: object) -> None:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, tiny_model) -> Path:
-    repo = copy_project(tmp_path_factory.mktemp("repo"))
-    shutil.copy(FIXTURES / "sentiment.csv", repo / "data/demo/reviews.csv")  # small and fast
-    write_params(repo / "params.yaml", tiny_overrides(tiny_model))
-    init_repo(repo)
-    assert repro(repo) == {"clean", "tokenize", "split", "fine-tune", "evaluate"}
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-qm", "first run")
-    return repo
+    return tiny_repo(tmp_path_factory, tiny_model)
 
 
 def test_full_repro_writes_metrics_and_a_second_repro_does_nothing(repo):

@@ -4,15 +4,13 @@ name, a description, the splits as datasets, and a tagged registered model versi
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
 from lmtune import tracking
-from tests.conftest import FIXTURES, copy_project, tiny_overrides, write_params
-from tests.integration.test_dvc_pipeline import init_repo, repro, sh
+from tests.integration.test_dvc_pipeline import sh, tiny_repo
 
 WIDTH = 160
 TEST = ["accuracy", "f1_macro", "precision_macro", "recall_macro"]  # classification's headline, sorted
@@ -27,30 +25,12 @@ def columns(header: str) -> list[str]:
     return header.split()
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> str:
-    """This module's own MLflow store: MLflow keeps one dataset per name and digest, and other tests' runs on the
-    same fixture data (same DVC hash) would otherwise own the splits' dataset, with their repositories' commits."""
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow-metrics-view') / 'mlflow.db'}"
-
-
-@pytest.fixture(autouse=True)
-def own_store(store, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+pytestmark = pytest.mark.usefixtures("use_module_store")  # its own MLflow store: the splits' dataset is this repo's
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, tiny_model, store) -> Path:
-    repo = copy_project(tmp_path_factory.mktemp("repo"))
-    shutil.copy(FIXTURES / "sentiment.csv", repo / "data/demo/reviews.csv")
-    write_params(repo / "params.yaml", {**tiny_overrides(tiny_model), "tracking.log_model": True})  # a version
-    init_repo(repo)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", store)
-        repro(repo)
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-qm", "first run")
-    return repo
+def repo(tmp_path_factory, tiny_model, module_store) -> Path:
+    return tiny_repo(tmp_path_factory, tiny_model, {"tracking.log_model": True}, module_store)  # a model version
 
 
 def test_metrics_show_has_the_test_metrics_first_and_fits(repo):

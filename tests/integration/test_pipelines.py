@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +13,8 @@ import yaml
 
 from lmtune.config import NO_TARGET, load_params, params_from_dict
 from lmtune.errors import ParamsError
-from tests.conftest import FIXTURES, ROOT, copy_project, run_module, tiny_overrides, write_params
-from tests.integration.test_dvc_pipeline import init_repo, sh
+from tests.conftest import FIXTURES, ROOT, run_module, tiny_overrides, write_params
+from tests.integration.test_dvc_pipeline import sh, tiny_repo
 
 STAGES = {"clean", "tokenize", "split", "fine-tune", "evaluate"}
 
@@ -33,28 +32,14 @@ def set_params(path: Path, overrides: dict[str, object]) -> None:
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> str:
-    """This module's own MLflow store (the pipelines' experiments are counted)."""
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow-pipelines') / 'mlflow.db'}"
-
-
-@pytest.fixture(autouse=True)
-def own_store(store, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+pytestmark = pytest.mark.usefixtures("use_module_store")  # its own MLflow store: the pipelines' runs are counted
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, tiny_model, store) -> Path:
+def repo(tmp_path_factory, tiny_model, module_store) -> Path:
     """The project with the tiny model, committed; nothing run yet (the first test's `dvc exp run` runs it all)."""
-    repo = copy_project(tmp_path_factory.mktemp("repo"))
-    shutil.copy(FIXTURES / "sentiment.csv", repo / "data/demo/reviews.csv")  # small and fast
-    shutil.copy(FIXTURES / "ner_en.conll", repo / "data/ner.conll")
-    write_params(repo / "params.yaml", tiny_overrides(tiny_model))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", store)
-        init_repo(repo)
-    return repo
+    return tiny_repo(tmp_path_factory, tiny_model, store=module_store, run=False,
+                     files={"data/ner.conll": FIXTURES / "ner_en.conll"})
 
 
 # --- issue #16 item 3: what `dvc exp run -S` writes is a valid float -------------------------------------------------
@@ -160,7 +145,7 @@ def test_lmtune_new_refuses_a_missing_data_file_and_an_existing_pipeline(repo):
     assert result.returncode == 2 and "below its root" in result.stderr
 
 
-def test_two_pipelines_run_apart_and_a_change_in_one_reruns_nothing_in_the_other(repo, tiny_model, store):
+def test_two_pipelines_run_apart_and_a_change_in_one_reruns_nothing_in_the_other(repo, tiny_model, module_store):
     for folder, task, data in (("pipelines/sentiment", "classification", "data/demo/reviews.csv"),
                                ("pipelines/ner", "ner", "data/ner.conll")):
         result = lmtune_new(repo, folder, "--task", task, "--data", data)
@@ -185,7 +170,7 @@ def test_two_pipelines_run_apart_and_a_change_in_one_reruns_nothing_in_the_other
 
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=store)
+    client = MlflowClient(tracking_uri=module_store)
     for folder, task in (("pipelines/sentiment", "classification"), ("pipelines/ner", "ner")):
         experiment = client.get_experiment_by_name(folder)
         assert experiment is not None, f"no MLflow experiment {folder}"

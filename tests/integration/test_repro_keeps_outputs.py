@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from lmtune import io
-from tests.conftest import FIXTURES, ROOT, copy_project, tiny_overrides, write_params
-from tests.integration.test_dvc_pipeline import GIT_ENV, init_repo, repro, set_param, sh
+from tests.conftest import ROOT
+from tests.integration.test_dvc_pipeline import GIT_ENV, repro, set_param, sh, tiny_repo
 
 KEPT = "the outputs of the last successful run are unchanged"
 
@@ -37,15 +36,8 @@ def md5s(repo: Path, *paths: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, tiny_model) -> Path:
-    repo = copy_project(tmp_path_factory.mktemp("repo"))
-    shutil.copy(ROOT / ".gitignore", repo / ".gitignore")  # .lmtune-tmp/ is ignored, as in a clone
-    shutil.copy(FIXTURES / "sentiment.csv", repo / "data/demo/reviews.csv")  # small and fast
-    write_params(repo / "params.yaml", tiny_overrides(tiny_model))
-    init_repo(repo)
-    assert repro(repo) == {"clean", "tokenize", "split", "fine-tune", "evaluate"}
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-qm", "first run")
-    return repo
+    return tiny_repo(tmp_path_factory, tiny_model, files={".gitignore": ROOT / ".gitignore"})  # .lmtune-tmp/ ignored,
+    # as in a clone
 
 
 def test_bad_input_file_keeps_data_interim_and_clean_json_and_a_fixed_input_is_up_to_date(repo):
