@@ -3,6 +3,7 @@ alignment to sub-words, document-level splitting, seqeval metrics, predictions, 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -256,3 +257,18 @@ def test_dvc_repro_runs_the_ner_pipeline_end_to_end(tmp_path, tiny_model):
     assert METRICS <= set(read(repo / "reports/metrics.json"))
     assert read(repo / "reports/plots/f1_by_label/test.json")
     assert read(repo / "reports/clean.json")["documents"] == 10
+
+
+@pytest.mark.parametrize("tokens, tags, item", [(["John", 5, "Paris"], ["B-PER", "O", "B-LOC"], "'tokens' item 1 is 5"),
+                                                (["John", ["x"]], ["B-PER", "O"], "'tokens' item 1 is [\"x\"]"),
+                                                (["John", None], ["B-PER", "O"], "'tokens' item 1 is null"),
+                                                (["John", "Paris"], ["B-PER", 0], "'ner_tags' item 1 is 0")])
+def test_jsonl_tokens_and_tags_that_are_not_strings_are_refused_naming_row_and_item(tmp_path, tiny_model, tokens,
+                                                                                      tags, item):
+    """Issue #16 item 7: never trained on as a Python repr ("['x']", "None")."""
+    data = tmp_path / "ner.jsonl"
+    data.write_text(json.dumps({"tokens": tokens, "ner_tags": tags}) + "\n")
+    params = load_params(ner_params(tmp_path / "p.yaml", tiny_model, **{"task.text_column": "tokens",
+                                                                        "task.label_column": "ner_tags"}))
+    with pytest.raises(ner.DataError, match=rf"ner\.jsonl: row 1: {re.escape(item)}.*not a string.*quote it"):
+        ner.read_jsonl(data, params)

@@ -271,3 +271,24 @@ def test_dvc_repro_on_squad_json_writes_exact_match_and_f1(tmp_path, tiny_model)
     assert repro(repo) == {"clean", "tokenize", "split", "fine-tune", "evaluate"}
     metrics = read(repo / "reports/metrics.json")
     assert {"exact_match", "f1", "questions"} <= set(metrics) and 0 <= metrics["f1"] <= 100
+
+
+@pytest.mark.parametrize("field, value", [("question", 5), ("context", ["Paris is in France."])])
+def test_jsonl_question_or_context_that_is_not_a_string_is_refused(tmp_path, tiny_model, field, value):
+    """Issue #16 item 7: a number or list is never trained on as its Python repr."""
+    row = {"question": "Where is Paris?", "context": "Paris is in France.",
+           "answers": {"text": ["France"], "answer_start": [12]}} | {field: value}
+    data = tmp_path / "qa.jsonl"
+    data.write_text(json.dumps(row) + "\n")
+    params = load_params(write_params(tmp_path / "p.yaml", qa_overrides(tiny_model)))
+    with pytest.raises(qa.DataError, match=rf"qa\.jsonl: line 1: '{field}' is .*not a string.*quote it"):
+        qa.read_qa_jsonl(data, params)
+
+
+def test_squad_question_that_is_not_a_string_is_refused(tmp_path):
+    doc = {"data": [{"title": "t", "paragraphs": [{"context": "Paris is in France.", "qas": [
+        {"id": "q1", "question": 7, "answers": [{"text": "France", "answer_start": 12}]}]}]}]}
+    data = tmp_path / "squad.json"
+    data.write_text(json.dumps(doc))
+    with pytest.raises(qa.DataError, match=r"question id 'q1'.*'question' is 7 \(int\), not a string"):
+        qa.read_squad_json(data, "utf-8")

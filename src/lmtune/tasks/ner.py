@@ -2,6 +2,8 @@
 position by word_ids(), entity-level precision/recall/F1 from seqeval."""
 from __future__ import annotations
 
+import json
+
 import re
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -33,7 +35,8 @@ def read_conll(path: Path, params: Params) -> pd.DataFrame:
     """Sentences of a CoNLL file as rows tokens, tags, row (line of the first token) and doc (document index:
     -DOCSTART- lines start documents; without them every sentence is its own document)."""
     if not path.is_file():
-        raise DataError(f"{path}: input file not found; check the path in dvc.yaml (clean stage) or add the file")
+        raise DataError(f"{path}: input file not found; check data.path in params.yaml "
+                        f"(`dvc exp run -S data.path=...`) or add the file")
     data, column = path.read_bytes(), params.ner.conll_tag_column
     try:
         text = data.decode(params.clean.encoding)
@@ -80,6 +83,12 @@ def read_jsonl(path: Path, params: Params) -> pd.DataFrame:
         if len(tokens) != len(tags):
             raise DataError(f"{path}: row {row}: {len(tokens)} tokens but {len(tags)} tags; give exactly one tag "
                             f"per token")
+        for what, column, values in (("token", t.text_column, tokens), ("tag", t.label_column, tags)):
+            bad = next((i for i, value in enumerate(values) if not isinstance(value, str)), None)
+            if bad is not None:  # never trained on as its Python repr (issue #16 item 7)
+                raise DataError(f"{path}: row {row}: {column!r} item {bad} is {json.dumps(values[bad])[:80]} "
+                                f"({type(values[bad]).__name__}), not a string; every {what} must be a JSON string "
+                                f"(quote it)")
     frame = pd.DataFrame({"tokens": [[str(x) for x in v] for v in df[t.text_column]],
                           "tags": [[str(x) for x in v] for v in df[t.label_column]],
                           "row": rows, "doc": np.arange(len(df)), "lines": [[] for _ in rows]})

@@ -41,6 +41,13 @@ def _require(obj: Any, kind: str, where: str, path: Path) -> None:
                         f"{list(SQUAD_KEYS[kind])} (see https://rajpurkar.github.io/SQuAD-explorer/)")
 
 
+def require_text(value: Any, path: Path, where: str, field: str) -> None:
+    """A question or context must be a string (or null, read as empty): never trained on as its Python repr."""
+    if value is not None and not isinstance(value, str):
+        raise DataError(f"{path}: {where}: {field!r} is {json.dumps(value)[:80]} ({type(value).__name__}), not a "
+                        f"string; write it as a JSON string (quote it)")
+
+
 def read_squad_json(path: Path, encoding: str) -> pd.DataFrame:
     """One row per question of a SQuAD v1.1 JSON file: id, question, context, answer_texts, answer_starts, row
     (1-based question number in the file) and where (how messages name the question)."""
@@ -59,6 +66,8 @@ def read_squad_json(path: Path, encoding: str) -> pd.DataFrame:
                 where = f"data[{a}].paragraphs[{p}].qas[{q}]" + \
                     (f" (question id {question['id']!r})" if isinstance(question, dict) and "id" in question else "")
                 _require(question, "question", where, path)
+                require_text(question["question"], path, where, "question")
+                require_text(paragraph["context"], path, f"data[{a}].paragraphs[{p}]", "context")
                 for k, answer in enumerate(question["answers"]):
                     _require(answer, "answer", f"{where}.answers[{k}]", path)
                 rows.append({"id": str(question["id"]), "question": str(question["question"] or ""),
@@ -85,6 +94,9 @@ def read_qa_jsonl(path: Path, params: Params) -> pd.DataFrame:
                 isinstance(value.get("answer_start"), list) and len(value["text"]) == len(value["answer_start"])):
             raise DataError(f"{path}: line {line}: {qa.answers_column!r} must be {{\"text\": [...], \"answer_start\": "
                             f"[...]}} with one start per text, got {value!r}; fix the line or set qa.answers_column")
+    for column in (qa.question_column, qa.context_column):
+        for line, value in zip(lines, df[column]):
+            require_text(None if value is None or value != value else value, path, f"line {line}", column)  # NaN: null
     ids = df["id"].astype(str).tolist() if "id" in df.columns else [str(n) for n in lines]
     frame = pd.DataFrame({
         "id": ids, "question": df[qa.question_column].fillna("").astype(str),
