@@ -23,6 +23,7 @@ on model families:
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -34,6 +35,8 @@ from lmtune.errors import LmtuneError, ParamsError
 
 if TYPE_CHECKING:
     from lmtune.tasks import TaskSpec
+
+logger = logging.getLogger(__name__)
 
 Kind = Literal["encoder", "decoder", "encoder-decoder"]
 Head = Literal["sequence-classification", "token-classification", "question-answering", "generation", "causal-lm"]
@@ -161,15 +164,63 @@ def load_model(auto_class: Any, path: str, revision: str, tokenizer: PreTrainedT
     from lmtune.models import check_source, first_line  # lmtune.models imports this module
 
     check_source(path, what="model", fix=LOAD_FIX, tokenizer=False)  # a model alone loads without a tokenizer
+    if kwargs.get("attn_implementation") == "sdpa" and not supports_sdpa(auto_class, path, revision):
+        kwargs["attn_implementation"] = "eager"  # DeBERTa-v2 and others have no SDPA attention in transformers
+    report = _HeldLoadReport()
+    loading_logger = logging.getLogger("transformers.modeling_utils")
+    loading_logger.addFilter(report)
     try:
-        if kwargs.get("attn_implementation") == "sdpa" and not supports_sdpa(auto_class, path, revision):
-            kwargs["attn_implementation"] = "eager"  # DeBERTa-v2 and others have no SDPA attention in transformers
-        model = auto_class.from_pretrained(path, revision=revision, dtype=torch.float32, **kwargs)
+        model, info = auto_class.from_pretrained(path, revision=revision, dtype=torch.float32,
+                                                 output_loading_info=True, **kwargs)
     except OSError as err:  # a Hub id this machine cannot fetch, a truncated weights file, ...
         raise LmtuneError(f"model {path!r}: cannot load its weights ({first_line(err)}); {LOAD_FIX}") from None
+    except RuntimeError:  # transformers refers to its report ("look at the above report"): show it after all
+        report.release(loading_logger)
+        raise
+    finally:
+        loading_logger.removeFilter(report)
+    log_loading_info(path, info)
     if tokenizer is not None:
         pad_token_ids(model.config, tokenizer, getattr(model, "generation_config", None))
     return model
+
+
+class _HeldLoadReport(logging.Filter):
+    """Holds back transformers' LOAD REPORT table, a warning it logs whenever a checkpoint lacks some of the model's
+    weights: every fine-tune of a bare checkpoint, whose task head is new by design. `log_loading_info` says the
+    same in one line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "LOAD REPORT" in record.getMessage():
+            self.records.append(record)
+            return False
+        return True
+
+    def release(self, target: logging.Logger) -> None:
+        target.removeFilter(self)
+        for record in self.records:
+            target.handle(record)
+
+
+def log_loading_info(path: str, info: dict[str, Any]) -> None:
+    """One line per kind of difference between the checkpoint and the model built from it."""
+    def names(keys: Any) -> str:
+        keys = sorted(k if isinstance(k, str) else k[0] for k in keys)
+        return ", ".join(keys[:6]) + (f" and {len(keys) - 6} more" if len(keys) > 6 else "")
+
+    if info.get("missing_keys"):
+        logger.info("new weights, randomly initialised (a new task head; fine-tune trains them): %s",
+                    names(info["missing_keys"]))
+    if info.get("mismatched_keys"):
+        logger.info("weights re-initialised because their shape differs from %s (e.g. another number of labels): "
+                    "%s", path, names(info["mismatched_keys"]))
+    if info.get("unexpected_keys"):
+        logger.info("weights of %s this model does not use (e.g. a pretraining head): %s", path,
+                    names(info["unexpected_keys"]))
 
 
 def supports_sdpa(auto_class: Any, path: str, revision: str) -> bool:

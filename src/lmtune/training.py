@@ -37,6 +37,15 @@ TORCH_OPTIMIZER = "torch_optimizer"  # the optim_args key naming a TORCH_OPTIMIZ
 FINGERPRINT_FILE = "lmtune_fingerprint.json"
 
 
+def _not_mtime_notice(record: logging.LogRecord) -> bool:
+    return "mtime may not be reliable" not in record.getMessage()
+
+
+# The Trainer orders checkpoints by modification time and, when two were saved within a second of each other (a small
+# model, a fast disk), warns that it falls back to step numbers: the right order, nothing for the user to do.
+logging.getLogger("transformers.trainer_utils").addFilter(_not_mtime_notice)
+
+
 def cpu_has_bf16() -> bool:
     """True when the CPU computes bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 autocast is emulated and slow."""
     try:

@@ -13,7 +13,9 @@ import pytest
 from tests.conftest import FIXTURES, ROOT, run_module, tiny_overrides, write_params
 
 HEAVY = ("torch", "transformers", "datasets", "sklearn", "matplotlib", "mlflow")
-WARNING_LINE = re.compile(r"Warning\b|\bWARNING\b|warnings\.warn")  # UserWarning, FutureWarning, logger warnings
+# UserWarning, FutureWarning, logger warnings through the root logger or transformers' own handler ("[transformers] msg",
+# which carries no level), and transformers' weight-loading table
+WARNING_LINE = re.compile(r"Warning\b|\bWARNING\b|warnings\.warn|\[(transformers|datasets)\] |LOAD REPORT")
 
 
 def imported_heavy(code: str) -> list[str]:
@@ -127,3 +129,8 @@ def test_uncut_encodes_of_sft_and_causal_give_no_sequence_length_advice(tiny_mod
         assert [m for m in messages if "longer than the specified maximum sequence length" in m]
     finally:
         logging.getLogger("transformers").removeHandler(handler)
+
+
+def test_fine_tune_names_the_new_head_weights_in_one_line_instead_of_transformers_table(pipeline_stderr):
+    lines = [line for line in pipeline_stderr["fine_tune"].splitlines() if "new weights, randomly initialised" in line]
+    assert len(lines) == 1 and "classifier.bias, classifier.weight" in lines[0], pipeline_stderr["fine_tune"][-2000:]
