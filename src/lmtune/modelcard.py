@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from lmtune.config import TASK_SECTIONS
+
 if TYPE_CHECKING:
     from lmtune.config import Params
 
@@ -27,8 +29,6 @@ PIPELINE_TAGS = {  # the Hub's task of each lmtune task; a decoder-only seq2seq 
     "ner": "token-classification", "qa": "question-answering", "summarization": "summarization",
     "translation": "translation", "sft": "text-generation",
 }
-TASK_SECTIONS = {"multilabel": "multilabel", "ner": "ner", "qa": "qa", "summarization": "seq2seq",
-                 "translation": "seq2seq", "sft": "sft"}  # the params section each task reads besides the shared ones
 
 
 def base_model_id(name_or_path: str) -> str | None:
